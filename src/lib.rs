@@ -1,0 +1,20 @@
+//! georelay: replicate a Redis/Valkey master across datacenters through a durable replication log.
+//!
+//! Module map:
+//! - [`config`]: TOML configuration, defaults and validation.
+//! - [`resp`]: RESP frames and the replication-stream scanner (pure codec, no I/O).
+//! - [`rdb`]: RDB transfer framing, header/version and CRC64 (pure codec, no I/O).
+//! - [`log`]: the durable replication log: segments, snapshots, replid history, readers.
+//! - [`upstream`]: the replica side towards a Redis master.
+//! - [`serve`]: the master side towards Redis replicas.
+//! - [`metrics`]: Prometheus registry and the admin HTTP listener.
+//! - [`app`]: wires everything together with one shutdown path.
+
+pub mod app;
+pub mod config;
+pub mod log;
+pub mod metrics;
+pub mod rdb;
+pub mod resp;
+pub mod serve;
+pub mod upstream;
