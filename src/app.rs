@@ -1,1 +1,154 @@
-//! app (stub)
+//! Wires the log, the upstream link, the replica port and the admin listener together, with
+//! one shutdown path (SIGTERM/SIGINT → stop accepting → stop tasks → final fsync).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::log::{Log, LogConfig, LogError};
+use crate::metrics::admin::{self, AdminState};
+use crate::metrics::{Health, Metrics, MetricsError};
+use crate::serve::{self, Replicas, ServeCtx};
+use crate::upstream::redis::UpstreamCtx;
+use crate::upstream::{redis as up_redis, refresh};
+
+/// Why the agent could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Log(#[from] LogError),
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Metrics(#[from] MetricsError),
+    #[error("signal handling: {0}")]
+    Signal(std::io::Error),
+}
+
+const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Runs an agent until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<(), AppError> {
+    let log = Log::open(LogConfig {
+        dir: cfg.data_dir.clone(),
+        segment_bytes: cfg.log.segment_bytes,
+        max_bytes: cfg.log.max_bytes,
+        max_age: cfg.log.max_age,
+        fsync: cfg.log.fsync,
+        snapshot_after_bytes: cfg.log.snapshot_after,
+    })?;
+    let status = log.status();
+    tracing::info!(
+        name = %cfg.name,
+        dir = %cfg.data_dir.display(),
+        epoch = status.epoch,
+        first = status.first_valid,
+        head = status.head,
+        "replication log opened"
+    );
+    let metrics = Metrics::new(&cfg.name)?;
+    let health = Health::new();
+    let replica_listener = TcpListener::bind(cfg.listen_redis)
+        .await
+        .map_err(|source| AppError::Bind {
+            what: "listen.redis",
+            addr: cfg.listen_redis,
+            source,
+        })?;
+    let admin_listener = TcpListener::bind(cfg.listen_admin)
+        .await
+        .map_err(|source| AppError::Bind {
+            what: "listen.admin",
+            addr: cfg.listen_admin,
+            source,
+        })?;
+    let replica_port = replica_listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(cfg.listen_redis.port());
+    tracing::info!(replicas = %cfg.listen_redis, admin = %cfg.listen_admin, upstream = %cfg.upstream.redis, "listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let up_ctx = UpstreamCtx {
+        cfg: cfg.upstream.clone(),
+        listening_port: replica_port,
+        log: log.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
+    let serve_ctx = ServeCtx {
+        log: log.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        replicas: Arc::new(Replicas::default()),
+        requirepass: cfg.requirepass.clone(),
+        timeout: cfg.serve_timeout,
+        max_replicas: cfg.max_replicas,
+        upstream: cfg.upstream.redis.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        log: log.clone(),
+    };
+    let tasks = vec![
+        tokio::spawn(up_redis::run(up_ctx.clone(), shutdown_rx.clone())),
+        tokio::spawn(refresh::run(up_ctx, shutdown_rx.clone())),
+        tokio::spawn(serve::run(replica_listener, serve_ctx)),
+        tokio::spawn(admin::serve(
+            admin_listener,
+            admin_state,
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(maintain(log.clone(), health.clone(), shutdown_rx.clone())),
+    ];
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(GRACE, async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
+    log.close()?;
+    tracing::info!("log flushed; bye");
+    Ok(())
+}
+
+async fn maintain(log: Log, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(MAINTAIN_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = log.maintain() {
+            tracing::warn!("log retention failed: {e}");
+            health
+                .log_writable
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+async fn wait_for_signal() -> Result<(), AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,1 +1,397 @@
-//! config (stub)
+//! The agent's TOML configuration: raw file shape, built-in defaults and `validate()`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::log::FsyncPolicy;
+use crate::units::{parse_duration, parse_size};
+
+/// A problem with the configuration; each names the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    serve: RawServe,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    redis: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    ack: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    redis: Option<String>,
+    admin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    requirepass: Option<String>,
+    timeout: Option<String>,
+    max_replicas: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    max_bytes: Option<String>,
+    max_age: Option<String>,
+    segment_bytes: Option<String>,
+    fsync: Option<String>,
+    snapshot_after: Option<String>,
+}
+
+/// Where the agent's stream comes from.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub redis: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The validated configuration of one agent.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub upstream: UpstreamConfig,
+    pub listen_redis: SocketAddr,
+    pub listen_admin: SocketAddr,
+    pub requirepass: Option<String>,
+    pub serve_timeout: Duration,
+    pub max_replicas: usize,
+    pub log: LogSettings,
+}
+
+/// The `[log]` section, in parsed units.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    pub snapshot_after: u64,
+}
+
+pub const DEFAULT_LISTEN_REDIS: &str = "127.0.0.1:6380";
+pub const DEFAULT_LISTEN_ADMIN: &str = "127.0.0.1:9187";
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `origin` names the file in messages and anchors
+    /// relative paths.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            message: e.message().to_string() + &span_hint(text, e.span()),
+        })?;
+        validate(raw, origin.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let line = text[..r.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut bad = |key: &str, msg: String| problems.push(format!("{key}: {msg}"));
+
+    let name = raw.name.unwrap_or_else(|| "georelay".to_string());
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bad(
+            "name",
+            format!("{name:?} must be non-empty and use only letters, digits, '-', '_' or '.'"),
+        );
+    }
+    let data_dir = match raw.data_dir {
+        Some(d) if !d.as_os_str().is_empty() => base.join(d),
+        _ => {
+            bad(
+                "data_dir",
+                "is required (the directory for the log and snapshots)".into(),
+            );
+            PathBuf::new()
+        }
+    };
+
+    let redis = match raw.upstream.redis {
+        Some(addr)
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+        {
+            addr
+        }
+        Some(addr) => {
+            bad("upstream.redis", format!("{addr:?} is not host:port"));
+            String::new()
+        }
+        None => {
+            bad(
+                "upstream.redis",
+                "is required (host:port of the master to replicate)".into(),
+            );
+            String::new()
+        }
+    };
+    let password = match (raw.upstream.password, raw.upstream.password_file) {
+        (Some(_), Some(_)) => {
+            bad(
+                "upstream.password_file",
+                "set either upstream.password or upstream.password_file, not both".into(),
+            );
+            None
+        }
+        (Some(p), None) => Some(p),
+        (None, Some(f)) => {
+            let f = base.join(f);
+            match std::fs::read_to_string(&f) {
+                Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    bad(
+                        "upstream.password_file",
+                        format!("cannot read {}: {e}", f.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if raw.upstream.username.is_some() && password.is_none() {
+        bad(
+            "upstream.username",
+            "needs upstream.password or upstream.password_file".into(),
+        );
+    }
+    match raw.upstream.ack.as_deref() {
+        None | Some("durable") => {}
+        Some(other) => bad(
+            "upstream.ack",
+            format!("{other:?} is not supported here (use \"durable\")"),
+        ),
+    }
+
+    let mut addr = |key: &str, v: Option<String>, default: &str| -> SocketAddr {
+        let text = v.unwrap_or_else(|| default.to_string());
+        text.parse().unwrap_or_else(|_| {
+            bad(key, format!("{text:?} is not an ip:port socket address"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    };
+    let listen_redis = addr("listen.redis", raw.listen.redis, DEFAULT_LISTEN_REDIS);
+    let listen_admin = addr("listen.admin", raw.listen.admin, DEFAULT_LISTEN_ADMIN);
+
+    let size = |key: &str, v: Option<String>, default: &str, problems: &mut Vec<String>| -> u64 {
+        parse_size(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
+            problems.push(format!("{key}: {e}"));
+            0
+        })
+    };
+    let dur =
+        |key: &str, v: Option<String>, default: &str, problems: &mut Vec<String>| -> Duration {
+            parse_duration(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
+                problems.push(format!("{key}: {e}"));
+                Duration::ZERO
+            })
+        };
+    let max_bytes = size("log.max_bytes", raw.log.max_bytes, "10GiB", &mut problems);
+    let segment_bytes = size(
+        "log.segment_bytes",
+        raw.log.segment_bytes,
+        "64MiB",
+        &mut problems,
+    );
+    let snapshot_after = size(
+        "log.snapshot_after",
+        raw.log.snapshot_after,
+        "",
+        &mut problems,
+    );
+    let max_age = dur("log.max_age", raw.log.max_age, "7d", &mut problems);
+    let serve_timeout = dur("serve.timeout", raw.serve.timeout, "60s", &mut problems);
+    if segment_bytes < 4096 {
+        problems.push("log.segment_bytes: must be at least 4KiB".into());
+    }
+    if max_bytes < segment_bytes.saturating_mul(2) {
+        problems.push("log.max_bytes: must be at least twice log.segment_bytes".into());
+    }
+    if serve_timeout < Duration::from_secs(1) {
+        problems.push("serve.timeout: must be at least 1s".into());
+    }
+    // Refresh the snapshot once the log since it exceeds half the budget, by default.
+    let snapshot_after = if snapshot_after == 0 {
+        max_bytes / 2
+    } else {
+        snapshot_after
+    };
+    let fsync = match raw.log.fsync.as_deref().unwrap_or("everysec") {
+        "always" => FsyncPolicy::Always,
+        "everysec" => FsyncPolicy::EverySec,
+        "no" => FsyncPolicy::No,
+        other => {
+            problems.push(format!(
+                "log.fsync: {other:?} must be always, everysec or no"
+            ));
+            FsyncPolicy::EverySec
+        }
+    };
+    let max_replicas = raw.serve.max_replicas.unwrap_or(64);
+    if max_replicas == 0 {
+        problems.push("serve.max_replicas: must be at least 1".into());
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    Ok(Config {
+        name,
+        data_dir,
+        upstream: UpstreamConfig {
+            redis,
+            username: raw.upstream.username,
+            password,
+        },
+        listen_redis,
+        listen_admin,
+        requirepass: raw.serve.requirepass.filter(|p| !p.is_empty()),
+        serve_timeout,
+        max_replicas,
+        log: LogSettings {
+            max_bytes,
+            max_age,
+            segment_bytes,
+            fsync,
+            snapshot_after,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/georelay/test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("data_dir = \"d\"\n[upstream]\nredis = \"127.0.0.1:6379\"\n").unwrap();
+        assert_eq!(c.name, "georelay");
+        assert_eq!(c.data_dir, PathBuf::from("/etc/georelay/d"));
+        assert_eq!(c.listen_redis.to_string(), DEFAULT_LISTEN_REDIS);
+        assert_eq!(c.log.segment_bytes, 64 << 20);
+        assert_eq!(c.log.max_bytes, 10 << 30);
+        assert_eq!(c.log.snapshot_after, 5 << 30);
+        assert_eq!(c.log.fsync, FsyncPolicy::EverySec);
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(
+            r#"
+name = "site-a"
+data_dir = "/var/lib/georelay"
+[upstream]
+redis = "10.0.0.1:6379"
+username = "repl"
+password = "pw"
+[listen]
+redis = "0.0.0.0:6380"
+admin = "127.0.0.1:9187"
+[serve]
+requirepass = "secret"
+[log]
+max_bytes = "1GiB"
+max_age = "1d"
+segment_bytes = "16MiB"
+fsync = "always"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.upstream.username.as_deref(), Some("repl"));
+        assert_eq!(c.requirepass.as_deref(), Some("secret"));
+        assert_eq!(c.log.fsync, FsyncPolicy::Always);
+        assert_eq!(c.log.max_age, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("data_dir = \"d\"\n[upstream]\nredis = \"a:1\"\nredsi = 2\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("redsi"), "{msg}");
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let e = parse(
+            "[log]\nfsync = \"sometimes\"\nmax_age = \"forever\"\n[listen]\nredis = \"nowhere\"\n",
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        for key in [
+            "data_dir",
+            "upstream.redis",
+            "log.fsync",
+            "log.max_age",
+            "listen.redis",
+        ] {
+            assert!(
+                msg.lines().any(|l| l.starts_with(key)),
+                "{key} not named in:\n{msg}"
+            );
+        }
+    }
+}

@@ -11,10 +11,12 @@
 //! - [`app`]: wires everything together with one shutdown path.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod log;
 pub mod metrics;
 pub mod rdb;
 pub mod resp;
 pub mod serve;
+pub mod units;
 pub mod upstream;

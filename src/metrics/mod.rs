@@ -1,1 +1,283 @@
-//! metrics (stub)
+//! The agent's Prometheus metrics: one registry, typed handles, and gauges refreshed from the
+//! log at scrape time. Metric and label names are a public interface (see README).
+
+pub mod admin;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::log::Log;
+
+/// Errors from building the registry (only possible through a programming mistake such as a
+/// duplicate name, but reported, not panicked on).
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics registry: {0}")]
+    Registry(#[from] prometheus::Error),
+}
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    pub build_info: IntGaugeVec,
+    pub log_head_offset: IntGauge,
+    pub log_first_offset: IntGauge,
+    pub log_durable_offset: IntGauge,
+    pub log_disk_bytes: IntGauge,
+    pub log_segments: IntGauge,
+    pub log_corruptions_total: IntGauge,
+    pub snapshot_offset: IntGauge,
+    pub snapshot_age_seconds: IntGauge,
+    pub lag_bytes: IntGauge,
+    pub upstream_connected: IntGauge,
+    pub upstream_full_syncs: IntCounterVec,
+    pub upstream_partial_syncs: IntCounter,
+    pub upstream_replid_switches: IntCounter,
+    pub upstream_reconnects: IntCounter,
+    pub upstream_stream_bytes: IntCounter,
+    pub snapshot_refreshes: IntCounterVec,
+    pub served_full_syncs: IntCounterVec,
+    pub served_partial_syncs: IntCounterVec,
+    pub served_refusals: IntCounterVec,
+    pub connected_replicas: IntGauge,
+    pub replica_ack_offset: IntGaugeVec,
+    pub replica_lag_bytes: IntGaugeVec,
+    pub replicas_dropped: IntCounterVec,
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+    let g = IntGauge::new(name, help)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter(reg: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    let c = IntCounter::new(name, help)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    /// Builds the registry; `node` becomes a constant `node` label on every metric.
+    pub fn new(node: &str) -> Result<Arc<Metrics>, MetricsError> {
+        let mut labels = std::collections::HashMap::new();
+        labels.insert("node".to_string(), node.to_string());
+        let r = Registry::new_custom(None, Some(labels))?;
+        let m = Metrics {
+            build_info: gauge_vec(
+                &r,
+                "georelay_build_info",
+                "Always 1; the version label names the build.",
+                &["version"],
+            )?,
+            log_head_offset: gauge(
+                &r,
+                "georelay_log_head_offset",
+                "Replication offset of the last byte in the log.",
+            )?,
+            log_first_offset: gauge(
+                &r,
+                "georelay_log_first_offset",
+                "First replication offset the log can still serve (partial-resume window start).",
+            )?,
+            log_durable_offset: gauge(
+                &r,
+                "georelay_log_durable_offset",
+                "Highest replication offset known to be fsynced.",
+            )?,
+            log_disk_bytes: gauge(
+                &r,
+                "georelay_log_disk_bytes",
+                "Bytes on disk used by log segments and snapshots.",
+            )?,
+            log_segments: gauge(&r, "georelay_log_segments", "Number of log segment files.")?,
+            log_corruptions_total: gauge(
+                &r,
+                "georelay_log_corruptions_total",
+                "Corrupt log records detected (never served).",
+            )?,
+            snapshot_offset: gauge(
+                &r,
+                "georelay_snapshot_offset",
+                "Replication offset of the newest usable snapshot (RDB).",
+            )?,
+            snapshot_age_seconds: gauge(
+                &r,
+                "georelay_snapshot_age_seconds",
+                "Age of the newest usable snapshot in seconds.",
+            )?,
+            lag_bytes: gauge(
+                &r,
+                "georelay_lag_bytes",
+                "Bytes received from upstream but not yet durable in the local log.",
+            )?,
+            upstream_connected: gauge(
+                &r,
+                "georelay_upstream_connected",
+                "1 when the upstream replication link is streaming, else 0.",
+            )?,
+            upstream_full_syncs: counter_vec(
+                &r,
+                "georelay_upstream_full_syncs_total",
+                "Full syncs received from upstream, by reason.",
+                &["reason"],
+            )?,
+            upstream_partial_syncs: counter(
+                &r,
+                "georelay_upstream_partial_syncs_total",
+                "Partial syncs (+CONTINUE) received from upstream.",
+            )?,
+            upstream_replid_switches: counter(
+                &r,
+                "georelay_upstream_replid_switches_total",
+                "Replication ID switches seen upstream (failover or restart from RDB).",
+            )?,
+            upstream_reconnects: counter(
+                &r,
+                "georelay_upstream_reconnects_total",
+                "Upstream connection attempts after the first.",
+            )?,
+            upstream_stream_bytes: counter(
+                &r,
+                "georelay_upstream_stream_bytes_total",
+                "Replication stream bytes received from upstream.",
+            )?,
+            snapshot_refreshes: counter_vec(
+                &r,
+                "georelay_snapshot_refreshes_total",
+                "Snapshot refresh attempts through an rdb-only connection, by result.",
+                &["result"],
+            )?,
+            served_full_syncs: counter_vec(
+                &r,
+                "georelay_served_full_syncs_total",
+                "Full syncs served downstream, by kind and reason.",
+                &["kind", "reason"],
+            )?,
+            served_partial_syncs: counter_vec(
+                &r,
+                "georelay_served_partial_syncs_total",
+                "Partial syncs served downstream, by kind.",
+                &["kind"],
+            )?,
+            served_refusals: counter_vec(
+                &r,
+                "georelay_served_refusals_total",
+                "Downstream sync requests refused, by reason.",
+                &["kind", "reason"],
+            )?,
+            connected_replicas: gauge(
+                &r,
+                "georelay_connected_replicas",
+                "Redis replicas connected to the replica port and syncing or online.",
+            )?,
+            replica_ack_offset: gauge_vec(
+                &r,
+                "georelay_replica_ack_offset",
+                "Last offset acknowledged by a served Redis replica.",
+                &["replica"],
+            )?,
+            replica_lag_bytes: gauge_vec(
+                &r,
+                "georelay_replica_lag_bytes",
+                "Log head minus the replica's acknowledged offset.",
+                &["replica"],
+            )?,
+            replicas_dropped: counter_vec(
+                &r,
+                "georelay_replicas_dropped_total",
+                "Served replicas disconnected by the agent, by reason.",
+                &["reason"],
+            )?,
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(Arc::new(m))
+    }
+
+    /// Refreshes the gauges that mirror the log's state.
+    pub fn refresh_from_log(&self, log: &Log) {
+        let s = log.status();
+        self.log_head_offset.set(s.head as i64);
+        self.log_first_offset.set(s.first_valid as i64);
+        self.log_durable_offset.set(s.durable as i64);
+        self.log_disk_bytes.set(s.disk_bytes as i64);
+        self.log_segments.set(s.segment_count as i64);
+        self.log_corruptions_total.set(s.corruptions_total as i64);
+        self.lag_bytes.set(s.head.saturating_sub(s.durable) as i64);
+        if let Some(snap) = log.snapshot_for_full_sync() {
+            self.snapshot_offset.set(snap.offset as i64);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            self.snapshot_age_seconds
+                .set(now.saturating_sub(snap.created_unix) as i64);
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would be a malformed metric.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("encoding metrics failed: {e}");
+        }
+        out
+    }
+}
+
+/// Health flags behind `/healthz` and `/readyz`.
+#[derive(Default)]
+pub struct Health {
+    pub upstream_up: AtomicBool,
+    pub log_writable: AtomicBool,
+}
+
+impl Health {
+    pub fn new() -> Arc<Health> {
+        let h = Health::default();
+        h.log_writable.store(true, Ordering::Relaxed);
+        Arc::new(h)
+    }
+
+    /// None when ready, else the reason.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.upstream_up.load(Ordering::Relaxed) {
+            Some("upstream link is down")
+        } else if !self.log_writable.load(Ordering::Relaxed) {
+            Some("log is not writable")
+        } else {
+            None
+        }
+    }
+}

@@ -1,1 +1,159 @@
-//! serve (stub)
+//! The agent's downstream side for Redis replicas: the replica port, the registry of served
+//! replicas, and the shared context.
+
+pub mod feed;
+pub mod info;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::log::{Log, LogError};
+use crate::metrics::{Health, Metrics};
+
+/// Why a served connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+    #[error("{0}")]
+    Dropped(&'static str),
+}
+
+/// Where a served replica is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Waiting for a snapshot to exist (held with `\n` keepalives).
+    WaitBgsave,
+    /// Receiving the RDB.
+    SendBulk,
+    /// Receiving the stream.
+    Online,
+}
+
+impl ReplicaState {
+    pub fn as_redis(&self) -> &'static str {
+        match self {
+            ReplicaState::WaitBgsave => "wait_bgsave",
+            ReplicaState::SendBulk => "send_bulk",
+            ReplicaState::Online => "online",
+        }
+    }
+}
+
+/// What INFO and the metrics show about one served replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaInfo {
+    pub ip: String,
+    pub port: u16,
+    pub state: ReplicaState,
+    pub ack_offset: u64,
+    pub last_ack: Instant,
+}
+
+impl ReplicaInfo {
+    /// The `replica="ip:port"` label value.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+}
+
+/// The set of replicas in sync mode.
+#[derive(Default)]
+pub struct Replicas {
+    next_id: AtomicU64,
+    map: Mutex<BTreeMap<u64, ReplicaInfo>>,
+}
+
+impl Replicas {
+    pub fn insert(&self, info: ReplicaInfo) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, info);
+        id
+    }
+
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut ReplicaInfo)) {
+        if let Some(r) = self.lock().get_mut(&id) {
+            f(r);
+        }
+    }
+
+    pub fn remove(&self, id: u64) -> Option<ReplicaInfo> {
+        self.lock().remove(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn snapshot_one(&self, id: u64) -> Option<ReplicaInfo> {
+        self.lock().get(&id).cloned()
+    }
+
+    pub fn snapshot(&self) -> Vec<ReplicaInfo> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ReplicaInfo>> {
+        // A poisoned map only means a panic elsewhere; the data is still usable.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Everything a served connection needs.
+#[derive(Clone)]
+pub struct ServeCtx {
+    pub log: Log,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub replicas: Arc<Replicas>,
+    pub requirepass: Option<String>,
+    pub timeout: std::time::Duration,
+    pub max_replicas: usize,
+    /// host:port of our upstream, for INFO/ROLE.
+    pub upstream: String,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Accepts replica connections until shutdown.
+pub async fn run(listener: TcpListener, ctx: ServeCtx) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((sock, peer)) => {
+                    let c = ctx.clone();
+                    tokio::spawn(async move { serve_one(sock, peer, c).await });
+                }
+                Err(e) => {
+                    tracing::warn!("replica port accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_one(sock: tokio::net::TcpStream, peer: SocketAddr, ctx: ServeCtx) {
+    let _ = sock.set_nodelay(true);
+    match session::Session::new(sock, peer, ctx).run().await {
+        Ok(()) => tracing::debug!(%peer, "replica connection closed"),
+        Err(ServeError::Io(e)) => tracing::debug!(%peer, "replica connection ended: {e}"),
+        Err(e) => tracing::warn!(%peer, "replica connection closed: {e}"),
+    }
+}

@@ -1,0 +1,325 @@
+//! Feeding one Redis replica: the PSYNC decision, a full sync from the stored snapshot, then
+//! the stream from the log; ACK tracking and dropping replicas that are too slow or silent.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::session::CLIENT_LIMITS;
+use super::{ReplicaInfo, ReplicaState, ServeCtx, ServeError};
+use crate::log::{FullReason, LogError, PsyncDecision, SnapshotMeta};
+use crate::resp;
+
+const STREAM_CHUNK: usize = 256 * 1024;
+const RDB_CHUNK: usize = 256 * 1024;
+
+/// What the replica asked for.
+#[derive(Debug, Clone)]
+pub enum SyncRequest {
+    Psync { replid: String, offset: i64 },
+    Sync,
+}
+
+/// What the command phase learnt about a replica.
+pub struct ReplicaConn {
+    pub peer: SocketAddr,
+    pub ip: String,
+    pub port: u16,
+    pub capa_psync2: bool,
+    pub rdb_only: bool,
+}
+
+/// Serves a replica from PSYNC/SYNC until it disconnects or is dropped.
+pub async fn serve_sync(
+    sock: TcpStream,
+    leftover: BytesMut,
+    conn: ReplicaConn,
+    req: SyncRequest,
+    ctx: ServeCtx,
+) -> Result<(), ServeError> {
+    let (rd, mut wr) = sock.into_split();
+    let label_kind = "redis";
+    if ctx.replicas.len() >= ctx.max_replicas {
+        ctx.metrics
+            .served_refusals
+            .with_label_values(&[label_kind, "max_replicas"])
+            .inc();
+        let msg = format!(
+            "-ERR max number of replicas reached (serve.max_replicas = {})\r\n",
+            ctx.max_replicas
+        );
+        wr.write_all(msg.as_bytes()).await?;
+        return Err(ServeError::Dropped(
+            "replica refused: serve.max_replicas reached",
+        ));
+    }
+    let id = ctx.replicas.insert(ReplicaInfo {
+        ip: conn.ip.clone(),
+        port: conn.port,
+        state: ReplicaState::WaitBgsave,
+        ack_offset: 0,
+        last_ack: Instant::now(),
+    });
+    let label = format!("{}:{}", conn.ip, conn.port);
+    ctx.metrics
+        .connected_replicas
+        .set(ctx.replicas.len() as i64);
+    let result = tokio::select! {
+        r = feed(&mut wr, &conn, &req, &ctx, id) => r,
+        r = read_acks(rd, leftover, &ctx, id, &label) => r,
+    };
+    ctx.replicas.remove(id);
+    ctx.metrics
+        .connected_replicas
+        .set(ctx.replicas.len() as i64);
+    let _ = ctx
+        .metrics
+        .replica_ack_offset
+        .remove_label_values(&[&label]);
+    let _ = ctx.metrics.replica_lag_bytes.remove_label_values(&[&label]);
+    result
+}
+
+/// Consumes what the replica sends after PSYNC: `REPLCONF ACK <off>` and newlines.
+async fn read_acks(
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    ctx: &ServeCtx,
+    id: u64,
+    label: &str,
+) -> Result<(), ServeError> {
+    loop {
+        while let Some(args) = resp::parse_command(&mut buf, &CLIENT_LIMITS)
+            .map_err(|e| ServeError::Protocol(e.to_string()))?
+        {
+            let now = Instant::now();
+            let is_ack = args.len() >= 3
+                && args[0].eq_ignore_ascii_case(b"replconf")
+                && args[1].eq_ignore_ascii_case(b"ack");
+            let off = if is_ack {
+                std::str::from_utf8(&args[2])
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            } else {
+                None
+            };
+            ctx.replicas.update(id, |r| {
+                r.last_ack = now;
+                if let Some(o) = off {
+                    r.ack_offset = r.ack_offset.max(o);
+                }
+            });
+            if let Some(o) = off {
+                ctx.metrics
+                    .replica_ack_offset
+                    .with_label_values(&[label])
+                    .set(o as i64);
+                let head = ctx.log.current().map(|c| c.1).unwrap_or(0);
+                ctx.metrics
+                    .replica_lag_bytes
+                    .with_label_values(&[label])
+                    .set(head.saturating_sub(o) as i64);
+            }
+        }
+        if rd.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+async fn feed(
+    wr: &mut OwnedWriteHalf,
+    conn: &ReplicaConn,
+    req: &SyncRequest,
+    ctx: &ServeCtx,
+    id: u64,
+) -> Result<(), ServeError> {
+    let mut epoch_rx = ctx.log.subscribe_epoch();
+    epoch_rx.borrow_and_update();
+    let (start, is_psync) = match req {
+        SyncRequest::Psync { replid, offset } => {
+            let decision = if *offset < 0 || replid == "?" {
+                PsyncDecision::Full {
+                    reason: FullReason::FirstSync,
+                }
+            } else {
+                ctx.log.decide(replid, *offset as u64)
+            };
+            match decision {
+                PsyncDecision::Continue { replid: current } => {
+                    let line = if conn.capa_psync2 {
+                        format!("+CONTINUE {current}\r\n")
+                    } else {
+                        "+CONTINUE\r\n".to_string()
+                    };
+                    wr.write_all(line.as_bytes()).await?;
+                    ctx.metrics
+                        .served_partial_syncs
+                        .with_label_values(&["redis"])
+                        .inc();
+                    tracing::info!(replica = %conn.peer, "partial resync from offset {offset}");
+                    ctx.replicas.update(id, |r| {
+                        r.state = ReplicaState::Online;
+                        r.ack_offset = (*offset as u64).saturating_sub(1);
+                    });
+                    (*offset as u64, true)
+                }
+                PsyncDecision::Full { reason } => {
+                    tracing::info!(replica = %conn.peer, "full resync needed ({}): asked for {replid}:{offset}", reason.as_str());
+                    (full_sync(wr, conn, ctx, id, reason, true).await?, true)
+                }
+            }
+        }
+        SyncRequest::Sync => (
+            full_sync(wr, conn, ctx, id, FullReason::FirstSync, false).await?,
+            false,
+        ),
+    };
+    if conn.rdb_only {
+        wr.shutdown().await?;
+        return Ok(());
+    }
+    stream(wr, ctx, id, start, epoch_rx, is_psync).await
+}
+
+/// Holds the replica until a snapshot exists, sends it, returns the first stream offset.
+async fn full_sync(
+    wr: &mut OwnedWriteHalf,
+    conn: &ReplicaConn,
+    ctx: &ServeCtx,
+    id: u64,
+    reason: FullReason,
+    psync: bool,
+) -> Result<u64, ServeError> {
+    let snap = wait_for_snapshot(wr, ctx).await?;
+    let replid = ctx
+        .log
+        .current()
+        .map(|c| c.0)
+        .unwrap_or_else(|| snap.replid.clone());
+    if psync {
+        wr.write_all(format!("+FULLRESYNC {replid} {}\r\n", snap.offset).as_bytes())
+            .await?;
+    }
+    ctx.metrics
+        .served_full_syncs
+        .with_label_values(&["redis", reason.as_str()])
+        .inc();
+    ctx.replicas
+        .update(id, |r| r.state = ReplicaState::SendBulk);
+    tracing::info!(replica = %conn.peer, "sending snapshot {} bytes at offset {} (rdb v{})", snap.size, snap.offset, snap.rdb_version);
+    send_file(wr, &snap, ctx.timeout).await?;
+    ctx.replicas.update(id, |r| {
+        r.state = ReplicaState::Online;
+        r.ack_offset = snap.offset;
+        r.last_ack = Instant::now();
+    });
+    Ok(snap.offset + 1)
+}
+
+/// Sends `\n` once a second until the log has a snapshot to serve.
+async fn wait_for_snapshot(
+    wr: &mut OwnedWriteHalf,
+    ctx: &ServeCtx,
+) -> Result<SnapshotMeta, ServeError> {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        if let Some(s) = ctx.log.snapshot_for_full_sync() {
+            return Ok(s);
+        }
+        wr.write_all(b"\n").await?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return Err(ServeError::Dropped("shutting down")),
+        }
+    }
+}
+
+async fn send_file(
+    wr: &mut OwnedWriteHalf,
+    snap: &SnapshotMeta,
+    limit: Duration,
+) -> Result<(), ServeError> {
+    let mut file = tokio::fs::File::open(&snap.path).await.map_err(|e| {
+        ServeError::Log(LogError::Io {
+            path: snap.path.clone(),
+            source: e,
+        })
+    })?;
+    wr.write_all(format!("${}\r\n", snap.size).as_bytes())
+        .await?;
+    let mut left = snap.size;
+    let mut buf = vec![0u8; RDB_CHUNK];
+    while left > 0 {
+        let want = (left as usize).min(RDB_CHUNK);
+        let n = file.read(&mut buf[..want]).await.map_err(|e| {
+            ServeError::Log(LogError::Io {
+                path: snap.path.clone(),
+                source: e,
+            })
+        })?;
+        if n == 0 {
+            return Err(ServeError::Log(LogError::Io {
+                path: snap.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "snapshot shorter than its recorded size",
+                ),
+            }));
+        }
+        timeout(limit, wr.write_all(&buf[..n]))
+            .await
+            .map_err(|_| ServeError::Dropped("replica stalled during RDB transfer"))??;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Streams the log from `from` on; never injects bytes of its own.
+async fn stream(
+    wr: &mut OwnedWriteHalf,
+    ctx: &ServeCtx,
+    id: u64,
+    from: u64,
+    mut epoch_rx: tokio::sync::watch::Receiver<u64>,
+    expects_acks: bool,
+) -> Result<(), ServeError> {
+    let mut reader = ctx.log.reader(from)?;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            chunk = reader.next(STREAM_CHUNK) => {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(LogError::Corrupt { offset, path }) => {
+                        tracing::error!("corrupt log record at offset {offset} in {}: not served; replica disconnected and will need a full sync", path.display());
+                        return Err(ServeError::Dropped("log corruption in the requested range"));
+                    }
+                    Err(LogError::Gone { .. }) => return Err(ServeError::Dropped("its position left the log (retention or new epoch)")),
+                    Err(e) => return Err(e.into()),
+                };
+                timeout(ctx.timeout, wr.write_all(&chunk.data)).await.map_err(|_| {
+                    ctx.metrics.replicas_dropped.with_label_values(&["slow"]).inc();
+                    ServeError::Dropped("replica too slow: output stalled past serve.timeout")
+                })??;
+            }
+            _ = epoch_rx.changed() => {
+                return Err(ServeError::Dropped("upstream replid changed; replica must resync"));
+            }
+            _ = check.tick() => {
+                let silent = expects_acks && ctx.replicas.snapshot_one(id).is_some_and(|r| r.last_ack.elapsed() > ctx.timeout);
+                if silent {
+                    ctx.metrics.replicas_dropped.with_label_values(&["timeout"]).inc();
+                    return Err(ServeError::Dropped("replica sent no ACK within serve.timeout"));
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
