@@ -1,0 +1,386 @@
+//! Test helpers: real redis-server processes and georelay agents on free loopback ports, a
+//! small blocking RESP client, metrics scraping, and waiting on conditions with deadlines.
+#![allow(dead_code)]
+
+pub mod load;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use georelay::resp::{self, Frame, Limits};
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `cond` until it returns true, failing with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The redis-server binary under test: $REDIS_SERVER, else `redis-server` on PATH.
+pub fn redis_binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+/// A real redis-server process, killed on drop.
+pub struct Redis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Redis {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts on a given port (to restart a server where its clients expect it).
+    pub fn start_on(port: u16, extra: &[&str]) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> = [
+            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0", "--daemonize", "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--dir".into());
+        args.push(dir.path().display().to_string());
+        args.push("--logfile".into());
+        args.push(dir.path().join("redis.log").display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(redis_binary())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? set REDIS_SERVER)");
+        let r = Redis { port, dir, child };
+        wait_until(Duration::from_secs(10), "redis-server answers PING", || {
+            Client::try_connect(port).is_some_and(|mut c| c.try_cmd(&["PING"]).is_ok())
+        });
+        r
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `INFO` field value, e.g. `info_field("stats", "sync_full")`.
+    pub fn info_field(&self, section: &str, field: &str) -> String {
+        info_field(&mut self.client(), section, field)
+    }
+
+    pub fn digest(&self) -> String {
+        self.client().cmd_str(&["DEBUG", "DIGEST"])
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn info_field(c: &mut Client, section: &str, field: &str) -> String {
+    let text = c.cmd_str(&["INFO", section]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A blocking RESP client for tests.
+pub struct Client {
+    sock: TcpStream,
+    buf: BytesMut,
+}
+
+impl Client {
+    pub fn try_connect(port: u16) -> Option<Client> {
+        let sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        sock.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        Some(Client { sock, buf: BytesMut::new() })
+    }
+
+    pub fn connect(port: u16) -> Client {
+        Self::try_connect(port).unwrap_or_else(|| panic!("connect to 127.0.0.1:{port}"))
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.sock.write_all(bytes)
+    }
+
+    pub fn send(&mut self, args: &[&str]) {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        self.send_raw(&resp::command(&a)).expect("send command");
+    }
+
+    pub fn read_frame(&mut self) -> std::io::Result<Frame> {
+        let limits = Limits { max_bulk: 1 << 30, ..Limits::default() };
+        loop {
+            match resp::parse_frame(&mut self.buf, &limits) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => {}
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+            let mut tmp = [0u8; 64 * 1024];
+            let n = self.sock.read(&mut tmp)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            }
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    pub fn try_cmd(&mut self, args: &[&str]) -> std::io::Result<Frame> {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        self.send_raw(&resp::command(&a))?;
+        self.read_frame()
+    }
+
+    pub fn cmd(&mut self, args: &[&str]) -> Frame {
+        self.try_cmd(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Runs a command and renders its reply as text (bulk/simple/error/integer).
+    pub fn cmd_str(&mut self, args: &[&str]) -> String {
+        frame_text(&self.cmd(args))
+    }
+
+    /// Reads raw bytes until the connection closes or `limit` passes.
+    pub fn read_until_close(&mut self, limit: Duration) -> Vec<u8> {
+        let mut out = self.buf.split().to_vec();
+        let _ = self.sock.set_read_timeout(Some(limit));
+        let mut tmp = [0u8; 64 * 1024];
+        while let Ok(n) = self.sock.read(&mut tmp) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&tmp[..n]);
+        }
+        out
+    }
+}
+
+pub fn frame_text(f: &Frame) -> String {
+    match f {
+        Frame::Simple(s) | Frame::Error(s) => s.clone(),
+        Frame::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+        Frame::Integer(i) => i.to_string(),
+        Frame::Null | Frame::NullArray => "(nil)".into(),
+        Frame::Array(items) => items.iter().map(frame_text).collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// A georelay agent process with its own data dir and ports.
+pub struct Agent {
+    pub redis_port: u16,
+    pub admin_port: u16,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub work: tempfile::TempDir,
+    child: Option<Child>,
+    pub starts: u32,
+}
+
+/// The agent's config body after the listen section; `{data_dir}`, `{redis_port}`,
+/// `{admin_port}` are filled in.
+pub fn agent_config(upstream: &str, extra: &str) -> String {
+    format!(
+        "name = \"test-agent\"\ndata_dir = \"{{data_dir}}\"\n[upstream]\nredis = \"{upstream}\"\n\
+         [listen]\nredis = \"127.0.0.1:{{redis_port}}\"\nadmin = \"127.0.0.1:{{admin_port}}\"\n{extra}"
+    )
+}
+
+impl Agent {
+    /// Starts an agent with `config` (see [`agent_config`]) and waits for its admin port.
+    pub fn start(config: &str) -> Agent {
+        let work = tempfile::tempdir().expect("tempdir");
+        let data_dir = work.path().join("data");
+        let mut a = Agent {
+            redis_port: free_port(),
+            admin_port: free_port(),
+            data_dir,
+            config_path: work.path().join("georelay.toml"),
+            work,
+            child: None,
+            starts: 0,
+        };
+        let text = config
+            .replace("{data_dir}", &a.data_dir.display().to_string())
+            .replace("{redis_port}", &a.redis_port.to_string())
+            .replace("{admin_port}", &a.admin_port.to_string());
+        std::fs::write(&a.config_path, text).expect("write config");
+        a.restart();
+        a
+    }
+
+    pub fn spawn_raw(config_path: &Path, log_path: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("agent log file");
+        Command::new(env!("CARGO_BIN_EXE_georelay"))
+            .args(["run", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", std::env::var("GEORELAY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn georelay")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.work.path().join("agent.log")
+    }
+
+    /// (Re)starts the process on the same data dir and waits until /healthz answers.
+    pub fn restart(&mut self) {
+        self.starts += 1;
+        let child = Self::spawn_raw(&self.config_path, &self.log_path());
+        self.child = Some(child);
+        let port = self.admin_port;
+        let log = self.log_path();
+        wait_until(Duration::from_secs(20), "agent /healthz answers", || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("agent exited early with {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                }
+            }
+            http_get(port, "/healthz").is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    /// Rewrites `upstream.redis` in the config file (takes effect on the next restart).
+    pub fn set_upstream(&self, addr: &str) {
+        let text = std::fs::read_to_string(&self.config_path).expect("read config");
+        let mut out = String::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line.to_string();
+            }
+            if section == "[upstream]" && line.starts_with("redis = ") {
+                out.push_str(&format!("redis = \"{addr}\"\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(&self.config_path, out).expect("write config");
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        c.wait().ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.admin_port, "/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
+    /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics(), name, labels)
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.redis_port)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- agent log ({}) ---\n{}", self.log_path().display(), tail(&self.log_text(), 60));
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP GET on 127.0.0.1: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A Redis replica of `master_addr` (another process), with `masterauth` if given.
+pub fn start_replica(master_addr: &str, extra: &[&str]) -> Redis {
+    let (host, port) = master_addr.rsplit_once(':').expect("host:port");
+    let mut args = vec!["--replicaof", host, port, "--repl-diskless-load", "disabled"];
+    args.extend_from_slice(extra);
+    Redis::start(&args)
+}
+
+/// Waits until every server's DEBUG DIGEST equals the master's, with a clear failure message.
+pub fn wait_digests_equal(master: &Redis, replicas: &[&Redis], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let want = master.digest();
+        let got: Vec<String> = replicas.iter().map(|r| r.digest()).collect();
+        if got.iter().all(|g| *g == want) {
+            return;
+        }
+        if start.elapsed() > limit {
+            panic!("digests never converged within {limit:?}: master {want}, replicas {got:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
