@@ -1,10 +1,12 @@
 //! RDB codec (pure, no I/O): transfer framing (`$len` / `$EOF:<mark>`), header and version,
 //! AUX fields, and the CRC-64 trailer.
 
+mod aux;
 mod crc64;
 mod header;
 mod transfer;
 
+pub use aux::aux_fields;
 pub use crc64::{check_trailer, Crc64, TrailerCheck};
 pub use header::{max_rdb_version_for, parse_header, RdbFlavor, RdbHeader};
 pub use transfer::{parse_transfer_header, EofMark, TransferHeader, EOF_MARK_LEN};
