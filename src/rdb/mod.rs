@@ -1,58 +1,47 @@
-//! TEMPORARY API stub of the RDB codec; replaced on merge.
-#![allow(unused_variables, dead_code)]
-#[derive(thiserror::Error, Debug)]
+//! RDB codec (pure, no I/O): transfer framing (`$len` / `$EOF:<mark>`), header and version,
+//! AUX fields, and the CRC-64 trailer.
+
+mod aux;
+mod crc64;
+mod header;
+mod transfer;
+
+pub use aux::aux_fields;
+pub use crc64::{check_trailer, Crc64, TrailerCheck};
+pub use header::{max_rdb_version_for, parse_header, RdbFlavor, RdbHeader};
+pub use transfer::{parse_transfer_header, EofMark, TransferHeader, EOF_MARK_LEN};
+
+/// Everything that can go wrong while decoding RDB framing and metadata.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum RdbError {
-    #[error("x")]
-    X,
-}
-pub enum TransferHeader {
-    Len(u64),
-    Eof([u8; 40]),
-}
-pub fn parse_transfer_header(line: &[u8]) -> Result<TransferHeader, RdbError> {
-    todo!()
-}
-pub struct EofMark {}
-impl EofMark {
-    pub fn new(mark: [u8; 40]) -> Self {
-        todo!()
-    }
-    pub fn feed(&mut self, chunk: &[u8]) -> bool {
-        todo!()
-    }
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RdbFlavor {
-    Redis,
-    Valkey,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RdbHeader {
-    pub flavor: RdbFlavor,
-    pub version: u32,
-}
-pub fn parse_header(bytes: &[u8]) -> Result<RdbHeader, RdbError> {
-    todo!()
-}
-pub struct Crc64(u64);
-impl Crc64 {
-    pub fn new() -> Self {
-        todo!()
-    }
-    pub fn update(&mut self, data: &[u8]) {
-        todo!()
-    }
-    pub fn finish(&self) -> u64 {
-        todo!()
-    }
-}
-pub enum TrailerCheck {
-    Valid,
-    Disabled,
-}
-pub fn check_trailer(crc_of_all_but_last_8: u64, last_9: &[u8]) -> Result<TrailerCheck, RdbError> {
-    todo!()
-}
-pub fn aux_fields(prefix: &[u8]) -> Result<Vec<(String, String)>, RdbError> {
-    todo!()
+    /// The master answered the sync with an error line (`-ERR…`); carries the text after `-`.
+    #[error("master aborted replication with an error: {0}")]
+    MasterError(String),
+    /// The bulk header line is neither `$<len>` nor `$EOF:<40-byte mark>`.
+    #[error("invalid RDB transfer header {line:?}: {reason}")]
+    InvalidTransferHeader { line: String, reason: &'static str },
+    /// Fewer bytes than needed were given.
+    #[error("truncated RDB data: need {needed} bytes, got {got}")]
+    Truncated { needed: usize, got: usize },
+    /// The file does not start with `REDIS<4 digits>` or `VALKEY<3 digits>`.
+    #[error("invalid RDB magic {0:?}")]
+    BadMagic(String),
+    /// The 9-byte trailer does not start with the EOF opcode 0xFF.
+    #[error("expected RDB EOF opcode 0xff, found 0x{0:02x}")]
+    MissingEofOpcode(u8),
+    /// The stored CRC-64 differs from the computed one.
+    #[error("RDB checksum mismatch: stored {stored:#018x}, computed {computed:#018x}")]
+    ChecksumMismatch { stored: u64, computed: u64 },
+    /// An RDB length byte uses an undefined `10xxxxxx` form.
+    #[error("invalid RDB length encoding byte 0x{0:02x}")]
+    InvalidLengthEncoding(u8),
+    /// A string uses an undefined special encoding (`11xxxxxx`).
+    #[error("unsupported RDB string encoding {0}")]
+    UnsupportedEncoding(u8),
+    /// An LZF-compressed string does not decompress to its declared length.
+    #[error("corrupt LZF-compressed string")]
+    CorruptLzf,
+    /// A metadata string is larger than we are willing to hold in memory.
+    #[error("RDB metadata string of {len} bytes exceeds the limit of {max}")]
+    StringTooLarge { len: u64, max: usize },
 }

@@ -1,63 +1,56 @@
-//! TEMPORARY API stub of the RESP codec; replaced on merge.
-#![allow(unused_variables, dead_code)]
-use bytes::{Bytes, BytesMut};
-#[derive(Debug, Clone, PartialEq)]
-pub enum Frame {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Bytes),
-    Null,
-    Array(Vec<Frame>),
-    NullArray,
-}
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub max_bulk: usize,
-    pub max_array: usize,
-    pub max_depth: usize,
-    pub max_inline: usize,
-}
-impl Default for Limits {
-    fn default() -> Self {
-        todo!()
-    }
-}
-#[derive(thiserror::Error, Debug)]
-pub enum RespError {
-    #[error("x")]
-    X,
-}
-pub fn check(buf: &[u8], limits: &Limits) -> Result<Option<usize>, RespError> {
-    todo!()
-}
-pub fn parse_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, RespError> {
-    todo!()
-}
-pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, RespError> {
-    todo!()
-}
-pub fn encode(frame: &Frame, out: &mut BytesMut) {
-    todo!()
-}
-pub fn command(args: &[&[u8]]) -> Bytes {
-    todo!()
-}
-pub fn read_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, RespError> {
-    todo!()
-}
-pub struct StreamScanner {}
-pub struct ScanResult {
-    pub getack: Option<usize>,
-}
-impl StreamScanner {
-    pub fn new() -> Self {
-        todo!()
-    }
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<ScanResult, RespError> {
-        todo!()
-    }
-    pub fn at_boundary(&self) -> bool {
-        todo!()
+//! RESP codec (pure, no I/O): frames, client commands, reply lines and the replication-stream scanner.
+//!
+//! Decoding follows a check-then-parse model: the functions look at a buffer, and return
+//! `Ok(None)` (consuming nothing) when the input is still incomplete, so the caller reads more
+//! bytes and tries again. Every length taken from the input is bounded by [`Limits`].
+
+mod command;
+mod encode;
+mod error;
+mod frame;
+mod lex;
+pub mod scan;
+
+pub use command::{parse_command, read_line};
+pub use encode::{command, encode};
+pub use error::RespError;
+pub use frame::{check, parse_frame, Frame, Limits};
+pub use scan::{ScanResult, StreamScanner};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // Deterministic xorshift noise biased towards RESP syntax bytes.
+        let alphabet = b"*$+-:_#,(!=%~>\r\n0123456789-ab";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let limits = Limits {
+            max_bulk: 64,
+            max_array: 8,
+            max_depth: 3,
+            max_inline: 16,
+        };
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                input.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let checked = check(&input, &limits);
+            let mut buf = BytesMut::from(&input[..]);
+            let parsed = parse_frame(&mut buf, &limits);
+            match (checked, parsed) {
+                (Ok(Some(n)), Ok(Some(_))) => assert_eq!(buf.len(), input.len() - n),
+                (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+                other => panic!("check/parse disagree on {input:?}: {other:?}"),
+            }
+            let _ = parse_command(&mut BytesMut::from(&input[..]), &limits);
+            let _ = StreamScanner::new().feed(&input);
+        }
     }
 }
