@@ -256,7 +256,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let snapshot_after = size(
         "log.snapshot_after",
         raw.log.snapshot_after,
-        "",
+        "0",
         &mut problems,
     );
     let max_age = dur("log.max_age", raw.log.max_age, "7d", &mut problems);
