@@ -100,8 +100,12 @@ impl FullReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PsyncDecision {
     /// Partial sync; `replid` is the current replid.
-    Continue { replid: String },
-    Full { reason: FullReason },
+    Continue {
+        replid: String,
+    },
+    Full {
+        reason: FullReason,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -57,7 +57,12 @@ pub struct LogReader {
 }
 
 impl Inner {
-    fn plan(&self, epoch: u64, cursor: u64, hint: Option<(u64, u64, u64)>) -> Result<Option<Plan>, LogError> {
+    fn plan(
+        &self,
+        epoch: u64,
+        cursor: u64,
+        hint: Option<(u64, u64, u64)>,
+    ) -> Result<Option<Plan>, LogError> {
         let gone = LogError::Gone { offset: cursor };
         if !self.state.has_epoch() || self.state.epoch != epoch || cursor < self.first_valid {
             return Err(gone);
@@ -66,7 +71,11 @@ impl Inner {
             return Ok(None);
         }
         let i = self.segments.partition_point(|s| s.first <= cursor);
-        let Some(seg) = i.checked_sub(1).and_then(|i| self.segments.get(i)).filter(|s| s.contains(cursor)) else {
+        let Some(seg) = i
+            .checked_sub(1)
+            .and_then(|i| self.segments.get(i))
+            .filter(|s| s.contains(cursor))
+        else {
             return Err(gone);
         };
         let e = seg.locate(cursor);
@@ -85,12 +94,22 @@ impl Inner {
     }
 
     /// A reader found a bad record at `rec`: nothing below `barrier` is served any more.
-    fn note_corruption(&mut self, seg_first: u64, rec: u64, barrier: u64, next: Option<IndexEntry>, path: &std::path::Path) {
+    fn note_corruption(
+        &mut self,
+        seg_first: u64,
+        rec: u64,
+        barrier: u64,
+        next: Option<IndexEntry>,
+        path: &std::path::Path,
+    ) {
         let barrier = barrier.min(self.head + 1);
         if barrier <= self.first_valid {
             return;
         }
-        if let (Some(e), Some(seg)) = (next, self.segments.iter_mut().find(|s| s.first == seg_first)) {
+        if let (Some(e), Some(seg)) = (
+            next,
+            self.segments.iter_mut().find(|s| s.first == seg_first),
+        ) {
             let i = seg.index.partition_point(|x| x.offset < e.offset);
             if seg.index.get(i).is_none_or(|x| x.offset != e.offset) {
                 seg.index.insert(i, e);
@@ -134,7 +153,14 @@ impl Log {
 
 /// Bytes `[pos, pos+n)` from `block`, reading a new block of ≥ `want` bytes if needed.
 /// `None` if the range is not within `limit` or the file is shorter than expected.
-fn fetch(block: &mut Option<(u64, Bytes)>, file: &File, plan: &Plan, pos: u64, n: u64, want: u64) -> Result<Option<Bytes>, LogError> {
+fn fetch(
+    block: &mut Option<(u64, Bytes)>,
+    file: &File,
+    plan: &Plan,
+    pos: u64,
+    n: u64,
+    want: u64,
+) -> Result<Option<Bytes>, LogError> {
     if pos + n > plan.limit {
         return Ok(None);
     }
@@ -171,7 +197,9 @@ impl LogReader {
                 return Ok(c);
             }
             if self.head_rx.changed().await.is_err() {
-                return Err(LogError::Gone { offset: self.cursor });
+                return Err(LogError::Gone {
+                    offset: self.cursor,
+                });
             }
         }
     }
@@ -179,14 +207,19 @@ impl LogReader {
     /// Up to `max` bytes from the cursor, or `None` when caught up. Never waits.
     pub fn try_next(&mut self, max: usize) -> Result<Option<Chunk>, LogError> {
         let max = max.max(1);
-        let plan = self.shared.lock().plan(self.epoch, self.cursor, self.hint)?;
+        let plan = self
+            .shared
+            .lock()
+            .plan(self.epoch, self.cursor, self.hint)?;
         let Some(plan) = plan else {
             return Ok(None);
         };
         if self.file.as_ref().is_none_or(|(f, _)| *f != plan.seg_first) {
             let file = File::open(&plan.path).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    LogError::Gone { offset: self.cursor }
+                    LogError::Gone {
+                        offset: self.cursor,
+                    }
                 } else {
                     io_err(&plan.path)(e)
                 }
@@ -199,7 +232,9 @@ impl LogReader {
 
     fn read(&mut self, plan: &Plan, max: usize) -> Result<Chunk, LogError> {
         let Some((_, file)) = self.file.as_ref() else {
-            return Err(LogError::Gone { offset: self.cursor });
+            return Err(LogError::Gone {
+                offset: self.cursor,
+            });
         };
         let want = (max + HEADER_LEN).max(64 * 1024) as u64;
         let (mut pos, mut rec, mut cur) = (plan.pos, plan.rec, self.cursor);
@@ -207,8 +242,14 @@ impl LogReader {
         let mut parts: Vec<Bytes> = Vec::new();
         let mut got = 0usize;
         let mut ts0 = None;
+        // A bad record ends the chunk; it is reported only if nothing good came before it
+        // (the next call starts at it and reports it then).
+        let mut problem: Option<Option<RecordHeader>> = None;
         while got < max && pos < plan.limit {
-            let cached = self.cached.as_ref().filter(|c| c.seg_first == plan.seg_first && c.rec == rec);
+            let cached = self
+                .cached
+                .as_ref()
+                .filter(|c| c.seg_first == plan.seg_first && c.rec == rec);
             let (h, payload) = match cached {
                 Some(c) => (c.header, c.payload.clone()),
                 None => {
@@ -218,7 +259,8 @@ impl LogReader {
                         .and_then(record::decode_header)
                         .filter(|h| record::plausible(h.len) && h.first_offset == rec);
                     let Some(h) = h else {
-                        return Err(self.corrupt(plan, pos, rec, None));
+                        problem = Some(None);
+                        break;
                     };
                     if h.end_offset() <= cur {
                         pos += h.total_len();
@@ -226,12 +268,12 @@ impl LogReader {
                         continue;
                     }
                     let whole = fetch(&mut block, file, plan, pos, h.total_len(), want)?;
-                    let Some(whole) = whole else {
-                        return Err(self.corrupt(plan, pos, rec, Some(h)));
+                    let Some(whole) =
+                        whole.filter(|w| matches!(record::decode(w), Decoded::Complete { .. }))
+                    else {
+                        problem = Some(Some(h));
+                        break;
                     };
-                    if !matches!(record::decode(&whole), Decoded::Complete { .. }) {
-                        return Err(self.corrupt(plan, pos, rec, Some(h)));
-                    }
                     let payload = whole.slice(HEADER_LEN..);
                     self.cached = Some(Cached {
                         seg_first: plan.seg_first,
@@ -254,8 +296,8 @@ impl LogReader {
             }
         }
         let Some(timestamp_us) = ts0 else {
-            // The plan said the cursor is in this segment, but no record holds it.
-            return Err(self.corrupt(plan, pos, rec, None));
+            // Either a bad record at the cursor, or no record holds the cursor at all.
+            return Err(self.corrupt(plan, pos, rec, problem.flatten()));
         };
         let data = if parts.len() == 1 {
             parts.pop().unwrap_or_default()
@@ -282,7 +324,9 @@ impl LogReader {
             let next = pos + h.total_len();
             let mut nb = [0u8; HEADER_LEN];
             if next < plan.limit && read_at_most(file, &mut nb, next).ok() == Some(HEADER_LEN) {
-                if let Some(n) = record::decode_header(&nb).filter(|n| record::plausible(n.len) && n.first_offset == h.end_offset()) {
+                if let Some(n) = record::decode_header(&nb)
+                    .filter(|n| record::plausible(n.len) && n.first_offset == h.end_offset())
+                {
                     barrier = n.first_offset;
                     next_entry = Some(IndexEntry {
                         offset: n.first_offset,
@@ -294,7 +338,9 @@ impl LogReader {
         }
         self.cached = None;
         self.hint = None;
-        self.shared.lock().note_corruption(plan.seg_first, rec, barrier, next_entry, &plan.path);
+        self.shared
+            .lock()
+            .note_corruption(plan.seg_first, rec, barrier, next_entry, &plan.path);
         LogError::Corrupt {
             offset: rec,
             path: plan.path.clone(),

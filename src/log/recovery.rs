@@ -46,7 +46,10 @@ fn list_segments(dir: &Path, epoch: u64) -> Result<Vec<(u64, std::path::PathBuf)
     let mut out = Vec::new();
     for ent in fs::read_dir(dir).map_err(io_err(dir))? {
         let path = ent.map_err(io_err(dir))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let Some((e, first)) = segment::parse_name(&name) else {
             continue;
         };
@@ -73,8 +76,13 @@ fn scan_segments(list: &[(u64, std::path::PathBuf)]) -> Result<Vec<Segment>, Log
             let dropped = file_len.saturating_sub(seg.size);
             if last {
                 tracing::warn!(path = %path.display(), ?problem, bytes = dropped, valid_bytes = seg.size, "truncating bad tail of the last segment");
-                let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
-                f.set_len(seg.size).and_then(|()| f.sync_all()).map_err(io_err(path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
+                f.set_len(seg.size)
+                    .and_then(|()| f.sync_all())
+                    .map_err(io_err(path))?;
             } else {
                 tracing::error!(path = %path.display(), ?problem, bytes = dropped, offset = seg.end, "bad record inside a sealed segment; the bytes after it are not usable");
             }
@@ -126,7 +134,11 @@ pub(crate) fn recover(cfg: &LogConfig) -> Result<Inner, LogError> {
     let segments = scan_segments(&list)?;
 
     let mut corruptions = 0;
-    let mut first_valid = segments.first().map(|s| s.first).unwrap_or(start).max(start);
+    let mut first_valid = segments
+        .first()
+        .map(|s| s.first)
+        .unwrap_or(start)
+        .max(start);
     let mut corrupt_floor = if st.barrier > start { st.barrier } else { 0 };
     for w in segments.windows(2) {
         if w[1].first != w[0].end {
@@ -144,9 +156,16 @@ pub(crate) fn recover(cfg: &LogConfig) -> Result<Inner, LogError> {
     if corrupt_floor > first_valid {
         corrupt_floor = first_valid;
     }
-    let head_ts = segments.iter().rev().find(|s| s.end > s.first).map(|s| s.last_ts).unwrap_or(0);
+    let head_ts = segments
+        .iter()
+        .rev()
+        .find(|s| s.end > s.first)
+        .map(|s| s.last_ts)
+        .unwrap_or(0);
     if let Some(last) = segments.last() {
-        File::open(&last.path).and_then(|f| f.sync_data()).map_err(io_err(&last.path))?;
+        File::open(&last.path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err(&last.path))?;
     }
     tracing::info!(dir = %root.display(), epoch = st.epoch, first_valid, head, segments = segments.len(), snapshots = snapshots.len(), "replication log opened");
     Ok(Inner {

@@ -71,7 +71,12 @@ impl Segment {
     }
 
     /// Create a new empty segment file; fsync the directory when `sync` is set.
-    pub fn create(dir: &Path, epoch: u64, first: u64, sync: bool) -> Result<(Segment, File), LogError> {
+    pub fn create(
+        dir: &Path,
+        epoch: u64,
+        first: u64,
+        sync: bool,
+    ) -> Result<(Segment, File), LogError> {
         let path = dir.join(file_name(epoch, first));
         let file = OpenOptions::new()
             .read(true)
@@ -113,7 +118,13 @@ impl Segment {
     }
 
     /// Append one record (header, then payload) to `file` at the current end.
-    pub fn append(&mut self, file: &File, payload: &[u8], offset: u64, ts: u64) -> Result<(), LogError> {
+    pub fn append(
+        &mut self,
+        file: &File,
+        payload: &[u8],
+        offset: u64,
+        ts: u64,
+    ) -> Result<(), LogError> {
         let hdr = record::encode_header(payload, offset, ts);
         let res = file
             .write_all_at(&hdr, self.size)
@@ -150,7 +161,11 @@ impl Segment {
     /// Scan an existing segment file. With `verify`, every payload is read and CRC-checked
     /// (for the tail segment); otherwise only headers are read and payloads skipped.
     /// Returns the segment covering the valid prefix and the problem that ended it, if any.
-    pub fn scan(path: &Path, first: u64, verify: bool) -> Result<(Segment, Option<ScanProblem>), LogError> {
+    pub fn scan(
+        path: &Path,
+        first: u64,
+        verify: bool,
+    ) -> Result<(Segment, Option<ScanProblem>), LogError> {
         let file = File::open(path).map_err(io_err(path))?;
         let file_len = file.metadata().map_err(io_err(path))?.len();
         let mut rd = BufReader::with_capacity(256 * 1024, file);
@@ -226,7 +241,11 @@ mod tests {
             off += big.len() as u64;
         }
         assert_eq!(seg.end, off);
-        assert!(seg.index.len() >= 3 && seg.index.len() < 10, "sparse index: {:?}", seg.index.len());
+        assert!(
+            seg.index.len() >= 3 && seg.index.len() < 10,
+            "sparse index: {:?}",
+            seg.index.len()
+        );
         for verify in [true, false] {
             let (s2, problem) = Segment::scan(&seg.path, 100, verify).expect("scan");
             assert_eq!(problem, None);
@@ -236,7 +255,10 @@ mod tests {
         let e = seg.locate(100 + 5 * 100 * 1024 + 17);
         assert!(e.offset <= 100 + 5 * 100 * 1024 && e.offset >= 100 + 2 * 100 * 1024);
         let mut hdr = [0u8; HEADER_LEN];
-        assert_eq!(read_at_most(&file, &mut hdr, e.pos).expect("read"), HEADER_LEN);
+        assert_eq!(
+            read_at_most(&file, &mut hdr, e.pos).expect("read"),
+            HEADER_LEN
+        );
         let h = record::decode_header(&hdr).expect("header");
         assert_eq!((h.first_offset, h.len as usize), (e.offset, big.len()));
     }

@@ -151,7 +151,13 @@ impl SnapshotWriter {
     /// fsync, rename to `<epoch>-<offset>.rdb`, write the sidecar, fsync the directory.
     /// The snapshot is named with the epoch current when the writer began;
     /// [`super::Log::start_epoch`] renames it into the new epoch.
-    pub fn finish(mut self, replid: &str, offset: u64, rdb_version: u32, crc_ok: Option<bool>) -> Result<SnapshotMeta, LogError> {
+    pub fn finish(
+        mut self,
+        replid: &str,
+        offset: u64,
+        rdb_version: u32,
+        crc_ok: Option<bool>,
+    ) -> Result<SnapshotMeta, LogError> {
         let tmp = self.tmp.clone();
         let file = self.file.take().ok_or_else(|| LogError::BadState {
             path: tmp.clone(),

@@ -94,7 +94,10 @@ impl State {
 /// Highest PSYNC offset for which `history[i]` is a valid replid, ignoring what the log holds:
 /// an old id is valid up to the start of the next entry, the current id has no upper bound.
 fn id_upper_bound(history: &[HistoryEntry], i: usize) -> u64 {
-    history.get(i + 1).map(|next| next.start).unwrap_or(u64::MAX)
+    history
+        .get(i + 1)
+        .map(|next| next.start)
+        .unwrap_or(u64::MAX)
 }
 
 /// Is `replid` a valid name for the stream position `n` (the next byte wanted)?

@@ -10,7 +10,9 @@ use super::record::MAX_APPEND;
 use super::segment::Segment;
 use super::snapshot::{self, SnapshotWriter};
 use super::state::replid_valid_at;
-use super::{FsyncPolicy, HistoryEntry, Inner, Log, LogConfig, LogError, SnapshotMeta, RECENT_RECORDS};
+use super::{
+    FsyncPolicy, HistoryEntry, Inner, Log, LogConfig, LogError, SnapshotMeta, RECENT_RECORDS,
+};
 
 impl Inner {
     /// Make sure an active segment that can take a record at `head+1` exists and is open.
@@ -44,10 +46,14 @@ impl Inner {
     fn adopt_snapshot(&self, snap: &SnapshotMeta, epoch: u64) -> Result<SnapshotMeta, LogError> {
         let mut meta = snap.clone();
         meta.epoch = epoch;
-        meta.path = self.snap_dir.join(format!("{}.rdb", snapshot::stem(epoch, snap.offset)));
+        meta.path = self
+            .snap_dir
+            .join(format!("{}.rdb", snapshot::stem(epoch, snap.offset)));
         if meta.path != snap.path {
             std::fs::rename(&snap.path, &meta.path).map_err(io_err(&meta.path))?;
-            let old_json = self.snap_dir.join(format!("{}.json", snapshot::stem(snap.epoch, snap.offset)));
+            let old_json = self
+                .snap_dir
+                .join(format!("{}.json", snapshot::stem(snap.epoch, snap.offset)));
             remove_file(&old_json)?;
         }
         snapshot::write_meta(&self.snap_dir, &meta)?;
@@ -181,7 +187,11 @@ impl Log {
         if !g.state.has_epoch() {
             return Err(LogError::NoEpoch);
         }
-        if g.state.history.last().is_some_and(|h| h.replid.eq_ignore_ascii_case(new_replid)) {
+        if g.state
+            .history
+            .last()
+            .is_some_and(|h| h.replid.eq_ignore_ascii_case(new_replid))
+        {
             return Ok(());
         }
         let mut st = g.state.clone();
@@ -190,7 +200,11 @@ impl Log {
             start: g.head + 1,
         });
         st.save(&g.root)?;
-        tracing::info!(replid = new_replid, start = g.head + 1, "replid switch recorded");
+        tracing::info!(
+            replid = new_replid,
+            start = g.head + 1,
+            "replid switch recorded"
+        );
         g.state = st;
         self.shared.epoch_tx.send_replace(g.state.epoch);
         Ok(())
