@@ -21,6 +21,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lifecycle;
 
 use std::collections::VecDeque;
 use std::fs::File;
