@@ -64,31 +64,53 @@ fn list_segments(dir: &Path, epoch: u64) -> Result<Vec<(u64, std::path::PathBuf)
     Ok(out)
 }
 
-/// Scan the segments: headers only for all but the last, full CRC for the last (truncating
-/// a bad tail). Returns the segments and how many mid-log problems were found.
+/// Truncate `path` to its valid prefix after a scan problem.
+fn truncate_tail(
+    path: &Path,
+    seg: &Segment,
+    problem: segment::ScanProblem,
+) -> Result<(), LogError> {
+    let file_len = fs::metadata(path).map_err(io_err(path))?.len();
+    let dropped = file_len.saturating_sub(seg.size);
+    tracing::warn!(path = %path.display(), ?problem, bytes = dropped, valid_bytes = seg.size, "truncating bad tail of the last segment");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(seg.size)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(path))
+}
+
+/// Scan the segments: full CRC check of the tail (truncating a bad tail), headers only for
+/// the rest. A tail with no valid record (created just before a crash) is deleted and the
+/// segment before it becomes the tail, so a crash right after rotation loses nothing else.
 fn scan_segments(list: &[(u64, std::path::PathBuf)]) -> Result<Vec<Segment>, LogError> {
-    let mut segs = Vec::with_capacity(list.len());
-    for (i, (first, path)) in list.iter().enumerate() {
-        let last = i + 1 == list.len();
-        let (seg, problem) = Segment::scan(path, *first, last)?;
+    let mut list = list.to_vec();
+    let mut tail = None;
+    while let Some((first, path)) = list.pop() {
+        let (seg, problem) = Segment::scan(&path, first, true)?;
+        if let Some(problem) = problem {
+            truncate_tail(&path, &seg, problem)?;
+        }
+        if seg.size == 0 && !list.is_empty() {
+            tracing::info!(path = %path.display(), "deleting empty tail segment");
+            remove_file(&path)?;
+            continue;
+        }
+        tail = Some(seg);
+        break;
+    }
+    let mut segs = Vec::with_capacity(list.len() + 1);
+    for (first, path) in &list {
+        let (seg, problem) = Segment::scan(path, *first, false)?;
         if let Some(problem) = problem {
             let file_len = fs::metadata(path).map_err(io_err(path))?.len();
-            let dropped = file_len.saturating_sub(seg.size);
-            if last {
-                tracing::warn!(path = %path.display(), ?problem, bytes = dropped, valid_bytes = seg.size, "truncating bad tail of the last segment");
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                f.set_len(seg.size)
-                    .and_then(|()| f.sync_all())
-                    .map_err(io_err(path))?;
-            } else {
-                tracing::error!(path = %path.display(), ?problem, bytes = dropped, offset = seg.end, "bad record inside a sealed segment; the bytes after it are not usable");
-            }
+            tracing::error!(path = %path.display(), ?problem, bytes = file_len.saturating_sub(seg.size), offset = seg.end, "bad record inside a sealed segment; the bytes after it are not usable");
         }
         segs.push(seg);
     }
+    segs.extend(tail);
     Ok(segs)
 }
 
@@ -162,10 +184,11 @@ pub(crate) fn recover(cfg: &LogConfig) -> Result<Inner, LogError> {
         .find(|s| s.end > s.first)
         .map(|s| s.last_ts)
         .unwrap_or(0);
-    if let Some(last) = segments.last() {
-        File::open(&last.path)
+    // Whatever survived is made durable now (cheap for files with no dirty pages).
+    for seg in &segments {
+        File::open(&seg.path)
             .and_then(|f| f.sync_data())
-            .map_err(io_err(&last.path))?;
+            .map_err(io_err(&seg.path))?;
     }
     tracing::info!(dir = %root.display(), epoch = st.epoch, first_valid, head, segments = segments.len(), snapshots = snapshots.len(), "replication log opened");
     Ok(Inner {
@@ -212,6 +235,21 @@ mod tests {
         fs::write(segs.join("x.seg.tmp"), b"junk").expect("write");
         drop(recover(&cfg).expect("recover"));
         assert_eq!(fs::read_dir(&segs).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn empty_tail_after_rotation_is_dropped_and_previous_tail_verified() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s1, f1) = Segment::create(dir.path(), 1, 1, false).expect("create");
+        s1.append(&f1, b"hello", 1, 1).expect("append");
+        s1.append(&f1, b"world", 6, 1).expect("append");
+        let torn = s1.size - 2;
+        f1.set_len(torn).expect("tear");
+        let (s2, _) = Segment::create(dir.path(), 1, 11, false).expect("create");
+        let segs = scan_segments(&[(1, s1.path.clone()), (11, s2.path.clone())]).expect("scan");
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].end, 6);
+        assert!(!s2.path.exists());
     }
 
     #[test]

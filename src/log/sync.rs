@@ -43,7 +43,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn fatal(path: &std::path::Path, err: &std::io::Error) -> ! {
+pub(crate) fn fatal(path: &std::path::Path, err: &std::io::Error) -> ! {
     tracing::error!(path = %path.display(), error = %err, "fsync failed; data on disk may be lost, exiting");
     std::process::exit(FSYNC_FAILED_EXIT)
 }

@@ -27,6 +27,13 @@ impl Inner {
         };
         if rotate {
             let sync = cfg.fsync != FsyncPolicy::No;
+            // Seal the old segment first, so a crash cannot leave a hole before the new one.
+            if let (true, Some(old), Some(seg)) = (sync, self.active.as_ref(), self.segments.last())
+            {
+                if let Err(e) = old.sync_data() {
+                    super::sync::fatal(&seg.path, &e);
+                }
+            }
             let (seg, file) = Segment::create(&self.seg_dir, self.state.epoch, next, sync)?;
             tracing::debug!(path = %seg.path.display(), first = next, "new segment");
             self.segments.push(seg);
