@@ -7,6 +7,9 @@
 //!
 //! Offsets are Redis replication offsets: a snapshot at O covers bytes ≤ O, `head` is the
 //! offset of the last byte held, `PSYNC <id> head+1` is a valid empty continuation.
+//!
+//! Lifetimes: the directory lock and the sync thread live as long as any [`Log`] clone or
+//! [`LogReader`] exists; dropping the last one runs a final fsync pass and stops the thread.
 
 mod fsutil;
 mod reader;
