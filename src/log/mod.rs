@@ -1,16 +1,56 @@
-//! TEMPORARY API stub of the replication log; replaced by the real implementation on merge.
-#![allow(unused_variables, dead_code)]
+//! The durable replication log: segments of CRC-framed records, RDB snapshots, the replid
+//! history, group-commit durability, recovery, retention, and tailing readers.
+//!
+//! On-disk layout under `LogConfig::dir`:
+//! `LOCK`, `state.json`, `segments/<epoch:08>-<first_offset:020>.seg`,
+//! `snapshots/<epoch:08>-<offset:020>.{rdb,json}`.
+//!
+//! Offsets are Redis replication offsets: a snapshot at O covers bytes ≤ O, `head` is the
+//! offset of the last byte held, `PSYNC <id> head+1` is a valid empty continuation.
+//!
+//! Lifetimes: the directory lock and the sync thread live as long as any [`Log`] clone or
+//! [`LogReader`] exists; dropping the last one runs a final fsync pass and stops the thread.
+
+mod fsutil;
+mod reader;
+pub mod record;
+mod recovery;
+mod retention;
+mod segment;
+mod snapshot;
+mod state;
+mod sync;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_lifecycle;
+
+use std::collections::VecDeque;
+use std::fs::File;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
+pub use reader::{Chunk, LogReader};
+pub use snapshot::SnapshotWriter;
+
+use segment::Segment;
+use state::State;
+use sync::SyncCore;
+
+/// When segment bytes are fsynced (Redis's `appendfsync` words).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
     Always,
     EverySec,
     No,
 }
+
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     pub dir: PathBuf,
@@ -20,11 +60,14 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     pub snapshot_after_bytes: u64,
 }
+
+/// One replid switch: `replid` names the stream from offset `start` on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub replid: String,
     pub start: u64,
 }
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub epoch: u64,
@@ -37,6 +80,7 @@ pub struct SnapshotMeta {
     #[serde(skip)]
     pub path: PathBuf,
 }
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FullReason {
     FirstSync,
@@ -45,16 +89,30 @@ pub enum FullReason {
     Corruption,
     NewEpoch,
 }
+
 impl FullReason {
     pub fn as_str(&self) -> &'static str {
-        "x"
+        match self {
+            FullReason::FirstSync => "first_sync",
+            FullReason::NoHistory => "no_history",
+            FullReason::OffsetOutOfRange => "offset_out_of_range",
+            FullReason::Corruption => "corruption",
+            FullReason::NewEpoch => "new_epoch",
+        }
     }
 }
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PsyncDecision {
-    Continue { replid: String },
-    Full { reason: FullReason },
+    /// Partial sync; `replid` is the current replid.
+    Continue {
+        replid: String,
+    },
+    Full {
+        reason: FullReason,
+    },
 }
+
 #[derive(Clone, Debug)]
 pub struct LogStatus {
     pub epoch: u64,
@@ -62,128 +120,202 @@ pub struct LogStatus {
     pub first_valid: u64,
     pub head: u64,
     pub durable: u64,
+    /// Segments + snapshots.
     pub disk_bytes: u64,
     pub segment_count: usize,
     pub newest_snapshot: Option<SnapshotMeta>,
     pub corruptions_total: u64,
     pub head_timestamp_us: u64,
 }
-pub struct Chunk {
-    pub offset: u64,
-    pub timestamp_us: u64,
-    pub data: bytes::Bytes,
-}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("io {path}: {source}")]
+    #[error("log I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("locked {path}")]
+    #[error("another georelay agent holds the log directory {path} (lock file LOCK)")]
     Locked { path: PathBuf },
-    #[error("corrupt {offset} {path}")]
+    #[error("corrupt log record at offset {offset} in {path}; that range will not be served")]
     Corrupt { offset: u64, path: PathBuf },
-    #[error("gone {offset}")]
+    #[error("offset {offset} is no longer in the log (retention, corruption or a new epoch)")]
     Gone { offset: u64 },
-    #[error("no epoch")]
+    #[error("the log has no epoch yet (no snapshot taken)")]
     NoEpoch,
-    #[error("bad state")]
+    #[error("bad log state in {path}: {detail}")]
     BadState { path: PathBuf, detail: String },
-    #[error("replid invalid")]
+    #[error("snapshot replid is not valid at the snapshot offset in the current replid history")]
     ReplidInvalid,
 }
+
+/// How many recent (offset, timestamp) record starts are kept for exact lag lookups.
+const RECENT_RECORDS: usize = 4096;
+
+/// Mutable log state; guarded by `Shared::inner`, held only briefly.
+pub(crate) struct Inner {
+    _lock: File,
+    root: PathBuf,
+    seg_dir: PathBuf,
+    snap_dir: PathBuf,
+    state: State,
+    /// Sorted by first offset; the last one is the active segment.
+    segments: Vec<Segment>,
+    /// Append handle of `segments.last()`, opened lazily.
+    active: Option<Arc<File>>,
+    /// Snapshots of the current epoch, sorted by offset.
+    snapshots: Vec<SnapshotMeta>,
+    first_valid: u64,
+    /// `first_valid` as last raised by corruption (0 = never).
+    corrupt_floor: u64,
+    head: u64,
+    head_ts: u64,
+    corruptions_total: u64,
+    /// Start (offset, ts) of recent records, oldest first.
+    recent: VecDeque<(u64, u64)>,
+    /// The active segment holds corrupt bytes at its end: start a new one on the next append.
+    force_rotate: bool,
+}
+
+pub(crate) struct Shared {
+    cfg: LogConfig,
+    inner: Mutex<Inner>,
+    head_tx: watch::Sender<u64>,
+    epoch_tx: watch::Sender<u64>,
+    sync: Arc<SyncCore>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.sync.shutdown();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Handle to the replication log; cheap to clone.
 #[derive(Clone)]
-pub struct Log {}
+pub struct Log {
+    shared: Arc<Shared>,
+}
+
+impl Inner {
+    fn range(&self) -> state::Range {
+        state::Range {
+            first_valid: self.first_valid,
+            head: self.head,
+            corrupt_floor: self.corrupt_floor,
+        }
+    }
+
+    fn segment_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    fn timestamp_at(&self, offset: u64) -> Option<u64> {
+        if !self.state.has_epoch() || offset < self.first_valid || offset > self.head {
+            return None;
+        }
+        if let Some(&(o, _)) = self.recent.front() {
+            if offset >= o {
+                let i = self.recent.partition_point(|&(o, _)| o <= offset);
+                return self.recent.get(i.checked_sub(1)?).map(|&(_, ts)| ts);
+            }
+        }
+        let i = self.segments.partition_point(|s| s.first <= offset);
+        let seg = self.segments.get(i.checked_sub(1)?)?;
+        seg.contains(offset).then(|| seg.locate(offset).ts)
+    }
+}
+
 impl Log {
+    /// Open (or create) the log in `cfg.dir`: take the lock, recover, start the sync thread.
     pub fn open(cfg: LogConfig) -> Result<Log, LogError> {
-        todo!()
+        let inner = recovery::recover(&cfg)?;
+        let sync = SyncCore::new(cfg.fsync, inner.head);
+        sync.spawn().map_err(fsutil::io_err(&cfg.dir))?;
+        let (head_tx, _) = watch::channel(inner.head);
+        let (epoch_tx, _) = watch::channel(inner.state.epoch);
+        Ok(Log {
+            shared: Arc::new(Shared {
+                cfg,
+                inner: Mutex::new(inner),
+                head_tx,
+                epoch_tx,
+                sync,
+            }),
+        })
     }
+
     pub fn status(&self) -> LogStatus {
-        todo!()
+        let durable = *self.shared.sync.durable_tx.borrow();
+        let g = self.shared.lock();
+        let newest_snapshot = g.newest_usable_snapshot().cloned();
+        LogStatus {
+            epoch: g.state.epoch,
+            history: g.state.history.clone(),
+            first_valid: g.first_valid,
+            head: g.head,
+            durable,
+            disk_bytes: g.segment_bytes() + g.snapshots.iter().map(|s| s.size).sum::<u64>(),
+            segment_count: g.segments.len(),
+            newest_snapshot,
+            corruptions_total: g.corruptions_total,
+            head_timestamp_us: g.head_ts,
+        }
     }
+
+    /// (current replid, head), or `None` before the first epoch.
     pub fn current(&self) -> Option<(String, u64)> {
-        todo!()
+        let g = self.shared.lock();
+        let cur = g.state.history.last().filter(|_| g.state.has_epoch())?;
+        Some((cur.replid.clone(), g.head))
     }
+
+    /// Origin timestamp of the record containing `offset`, if held. Exact for recent records,
+    /// otherwise the timestamp of the nearest index point at or before it.
     pub fn timestamp_at(&self, offset: u64) -> Option<u64> {
-        todo!()
+        self.shared.lock().timestamp_at(offset)
     }
-    pub fn begin_snapshot(&self) -> Result<SnapshotWriter, LogError> {
-        todo!()
-    }
-    pub fn start_epoch(&self, snap: SnapshotMeta) -> Result<(), LogError> {
-        todo!()
-    }
-    pub fn add_snapshot(&self, snap: SnapshotMeta) -> Result<(), LogError> {
-        todo!()
-    }
-    pub fn switch_replid(&self, new_replid: &str) -> Result<(), LogError> {
-        todo!()
-    }
-    pub fn append(&self, data: bytes::Bytes, timestamp_us: u64) -> Result<(), LogError> {
-        todo!()
-    }
+
+    /// Ask the sync thread for an fsync pass now (whatever the policy).
     pub fn request_sync(&self) {
-        todo!()
+        self.shared.sync.request();
     }
-    pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {
-        todo!()
+
+    pub fn subscribe_head(&self) -> watch::Receiver<u64> {
+        self.shared.head_tx.subscribe()
     }
-    pub fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
-        todo!()
+
+    pub fn subscribe_durable(&self) -> watch::Receiver<u64> {
+        self.shared.sync.durable_tx.subscribe()
     }
-    pub fn subscribe_epoch(&self) -> tokio::sync::watch::Receiver<u64> {
-        todo!()
+
+    /// Value = epoch number; also notified (same value) on a replid switch.
+    pub fn subscribe_epoch(&self) -> watch::Receiver<u64> {
+        self.shared.epoch_tx.subscribe()
     }
-    pub fn maintain(&self) -> Result<(), LogError> {
-        todo!()
-    }
-    pub fn needs_snapshot(&self) -> bool {
-        todo!()
-    }
+
+    /// Final fsync of everything written, in the caller's thread; stops the sync thread.
     pub fn close(&self) -> Result<(), LogError> {
-        todo!()
+        self.shared.sync.sync_now();
+        self.shared.sync.shutdown();
+        Ok(())
     }
+
+    /// Partial or full sync for `PSYNC <replid> <offset>`.
     pub fn decide(&self, replid: &str, offset: u64) -> PsyncDecision {
-        todo!()
+        let g = self.shared.lock();
+        state::decide(&g.state, g.range(), replid, offset)
     }
+
+    /// Newest snapshot of the current epoch whose following log is fully held.
     pub fn snapshot_for_full_sync(&self) -> Option<SnapshotMeta> {
-        todo!()
-    }
-    pub fn reader(&self, from: u64) -> Result<LogReader, LogError> {
-        todo!()
-    }
-}
-pub struct SnapshotWriter {}
-impl SnapshotWriter {
-    pub fn write(&mut self, data: &[u8]) -> Result<(), LogError> {
-        todo!()
-    }
-    pub fn truncate_tail(&mut self, n: u64) -> Result<(), LogError> {
-        todo!()
-    }
-    pub fn written(&self) -> u64 {
-        todo!()
-    }
-    pub fn finish(
-        self,
-        replid: &str,
-        offset: u64,
-        rdb_version: u32,
-        crc_ok: Option<bool>,
-    ) -> Result<SnapshotMeta, LogError> {
-        todo!()
-    }
-}
-pub struct LogReader {}
-impl LogReader {
-    pub async fn next(&mut self, max: usize) -> Result<Chunk, LogError> {
-        todo!()
-    }
-    pub fn try_next(&mut self, max: usize) -> Result<Option<Chunk>, LogError> {
-        todo!()
-    }
-    pub fn position(&self) -> u64 {
-        todo!()
+        self.shared.lock().newest_usable_snapshot().cloned()
     }
 }

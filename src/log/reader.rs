@@ -1,0 +1,349 @@
+//! Tailing readers: each has its own cursor, preads segment files itself, returns chunks that
+//! start exactly at the cursor, waits on the head watch when caught up, and turns a bad record
+//! into a corruption barrier instead of serving it.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::fsutil::io_err;
+use super::record::{self, Decoded, RecordHeader, HEADER_LEN};
+use super::segment::{read_at_most, IndexEntry};
+use super::{Inner, Log, LogError, Shared};
+
+/// Bytes of the log starting at `offset`.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    /// Offset of `data[0]`.
+    pub offset: u64,
+    /// Origin timestamp of the record containing `data[0]`.
+    pub timestamp_us: u64,
+    pub data: Bytes,
+}
+
+/// Where to read, decided under the lock.
+struct Plan {
+    seg_first: u64,
+    path: PathBuf,
+    /// A record start at or before the cursor, and its first offset.
+    pos: u64,
+    rec: u64,
+    /// File bytes holding complete records (everything ≤ head).
+    limit: u64,
+    seg_end: u64,
+}
+
+/// The last verified record, kept so a record larger than `max` is read and checked once.
+struct Cached {
+    seg_first: u64,
+    rec: u64,
+    header: RecordHeader,
+    payload: Bytes,
+}
+
+/// A cursor over the log. Memory: one read block (≈ max(max, 64 KiB)) plus one record.
+pub struct LogReader {
+    shared: Arc<Shared>,
+    epoch: u64,
+    cursor: u64,
+    head_rx: watch::Receiver<u64>,
+    file: Option<(u64, File)>,
+    /// Record start for the next sequential read: (segment first, pos, record offset).
+    hint: Option<(u64, u64, u64)>,
+    cached: Option<Cached>,
+}
+
+impl Inner {
+    fn plan(
+        &self,
+        epoch: u64,
+        cursor: u64,
+        hint: Option<(u64, u64, u64)>,
+    ) -> Result<Option<Plan>, LogError> {
+        let gone = LogError::Gone { offset: cursor };
+        if !self.state.has_epoch() || self.state.epoch != epoch || cursor < self.first_valid {
+            return Err(gone);
+        }
+        if cursor > self.head {
+            return Ok(None);
+        }
+        let i = self.segments.partition_point(|s| s.first <= cursor);
+        let Some(seg) = i
+            .checked_sub(1)
+            .and_then(|i| self.segments.get(i))
+            .filter(|s| s.contains(cursor))
+        else {
+            return Err(gone);
+        };
+        let e = seg.locate(cursor);
+        let (pos, rec) = match hint {
+            Some((f, p, r)) if f == seg.first && r <= cursor && r >= e.offset => (p, r),
+            _ => (e.pos, e.offset),
+        };
+        Ok(Some(Plan {
+            seg_first: seg.first,
+            path: seg.path.clone(),
+            pos,
+            rec,
+            limit: seg.size,
+            seg_end: seg.end,
+        }))
+    }
+
+    /// A reader found a bad record at `rec`: nothing below `barrier` is served any more.
+    fn note_corruption(
+        &mut self,
+        seg_first: u64,
+        rec: u64,
+        barrier: u64,
+        next: Option<IndexEntry>,
+        path: &std::path::Path,
+    ) {
+        let barrier = barrier.min(self.head + 1);
+        if barrier <= self.first_valid {
+            return;
+        }
+        if let (Some(e), Some(seg)) = (
+            next,
+            self.segments.iter_mut().find(|s| s.first == seg_first),
+        ) {
+            let i = seg.index.partition_point(|x| x.offset < e.offset);
+            if seg.index.get(i).is_none_or(|x| x.offset != e.offset) {
+                seg.index.insert(i, e);
+            }
+        }
+        self.first_valid = barrier;
+        self.corrupt_floor = barrier;
+        self.corruptions_total += 1;
+        if barrier > self.head {
+            self.force_rotate = true;
+        }
+        tracing::error!(path = %path.display(), offset = rec, first_valid = barrier, "corrupt record in the log; offsets below first_valid are no longer served");
+        self.state.barrier = barrier;
+        if let Err(e) = self.state.save(&self.root) {
+            tracing::warn!(error = %e, "could not persist the corruption barrier");
+        }
+    }
+}
+
+impl Log {
+    /// A reader starting at `from` (first_valid ≤ from ≤ head+1, else `Gone`).
+    pub fn reader(&self, from: u64) -> Result<LogReader, LogError> {
+        let g = self.shared.lock();
+        if !g.state.has_epoch() {
+            return Err(LogError::NoEpoch);
+        }
+        if from < g.first_valid || from > g.head + 1 {
+            return Err(LogError::Gone { offset: from });
+        }
+        Ok(LogReader {
+            shared: Arc::clone(&self.shared),
+            epoch: g.state.epoch,
+            cursor: from,
+            head_rx: self.shared.head_tx.subscribe(),
+            file: None,
+            hint: None,
+            cached: None,
+        })
+    }
+}
+
+/// Bytes `[pos, pos+n)` from `block`, reading a new block of ≥ `want` bytes if needed.
+/// `None` if the range is not within `limit` or the file is shorter than expected.
+fn fetch(
+    block: &mut Option<(u64, Bytes)>,
+    file: &File,
+    plan: &Plan,
+    pos: u64,
+    n: u64,
+    want: u64,
+) -> Result<Option<Bytes>, LogError> {
+    if pos + n > plan.limit {
+        return Ok(None);
+    }
+    if let Some((start, data)) = block.as_ref() {
+        if pos >= *start && pos + n <= start + data.len() as u64 {
+            let from = (pos - start) as usize;
+            return Ok(Some(data.slice(from..from + n as usize)));
+        }
+    }
+    let len = (plan.limit - pos).min(n.max(want));
+    let mut buf = vec![0u8; len as usize];
+    let got = read_at_most(file, &mut buf, pos).map_err(io_err(&plan.path))?;
+    buf.truncate(got);
+    let data = Bytes::from(buf);
+    if (got as u64) < n {
+        return Ok(None);
+    }
+    let out = data.slice(..n as usize);
+    *block = Some((pos, data));
+    Ok(Some(out))
+}
+
+impl LogReader {
+    /// Next offset to return.
+    pub fn position(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Wait until at least one byte is available, then return up to `max` bytes.
+    pub async fn next(&mut self, max: usize) -> Result<Chunk, LogError> {
+        loop {
+            self.head_rx.borrow_and_update();
+            if let Some(c) = self.try_next(max)? {
+                return Ok(c);
+            }
+            if self.head_rx.changed().await.is_err() {
+                return Err(LogError::Gone {
+                    offset: self.cursor,
+                });
+            }
+        }
+    }
+
+    /// Up to `max` bytes from the cursor, or `None` when caught up. Never waits.
+    pub fn try_next(&mut self, max: usize) -> Result<Option<Chunk>, LogError> {
+        let max = max.max(1);
+        let plan = self
+            .shared
+            .lock()
+            .plan(self.epoch, self.cursor, self.hint)?;
+        let Some(plan) = plan else {
+            return Ok(None);
+        };
+        if self.file.as_ref().is_none_or(|(f, _)| *f != plan.seg_first) {
+            let file = File::open(&plan.path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    LogError::Gone {
+                        offset: self.cursor,
+                    }
+                } else {
+                    io_err(&plan.path)(e)
+                }
+            })?;
+            self.file = Some((plan.seg_first, file));
+        }
+        let chunk = self.read(&plan, max)?;
+        Ok(Some(chunk))
+    }
+
+    fn read(&mut self, plan: &Plan, max: usize) -> Result<Chunk, LogError> {
+        let Some((_, file)) = self.file.as_ref() else {
+            return Err(LogError::Gone {
+                offset: self.cursor,
+            });
+        };
+        let want = (max + HEADER_LEN).max(64 * 1024) as u64;
+        let (mut pos, mut rec, mut cur) = (plan.pos, plan.rec, self.cursor);
+        let mut block = None;
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut got = 0usize;
+        let mut ts0 = None;
+        // A bad record ends the chunk; it is reported only if nothing good came before it
+        // (the next call starts at it and reports it then).
+        let mut problem: Option<Option<RecordHeader>> = None;
+        while got < max && pos < plan.limit {
+            let cached = self
+                .cached
+                .as_ref()
+                .filter(|c| c.seg_first == plan.seg_first && c.rec == rec);
+            let (h, payload) = match cached {
+                Some(c) => (c.header, c.payload.clone()),
+                None => {
+                    let hdr = fetch(&mut block, file, plan, pos, HEADER_LEN as u64, want)?;
+                    let h = hdr
+                        .as_deref()
+                        .and_then(record::decode_header)
+                        .filter(|h| record::plausible(h.len) && h.first_offset == rec);
+                    let Some(h) = h else {
+                        problem = Some(None);
+                        break;
+                    };
+                    if h.end_offset() <= cur {
+                        pos += h.total_len();
+                        rec = h.end_offset();
+                        continue;
+                    }
+                    let whole = fetch(&mut block, file, plan, pos, h.total_len(), want)?;
+                    let Some(whole) =
+                        whole.filter(|w| matches!(record::decode(w), Decoded::Complete { .. }))
+                    else {
+                        problem = Some(Some(h));
+                        break;
+                    };
+                    let payload = whole.slice(HEADER_LEN..);
+                    self.cached = Some(Cached {
+                        seg_first: plan.seg_first,
+                        rec,
+                        header: h,
+                        payload: payload.clone(),
+                    });
+                    (h, payload)
+                }
+            };
+            let skip = (cur - rec) as usize;
+            let take = (payload.len() - skip).min(max - got);
+            parts.push(payload.slice(skip..skip + take));
+            ts0.get_or_insert(h.timestamp_us);
+            got += take;
+            cur += take as u64;
+            if skip + take == payload.len() {
+                pos += h.total_len();
+                rec = h.end_offset();
+            }
+        }
+        let Some(timestamp_us) = ts0 else {
+            // Either a bad record at the cursor, or no record holds the cursor at all.
+            return Err(self.corrupt(plan, pos, rec, problem.flatten()));
+        };
+        let data = if parts.len() == 1 {
+            parts.pop().unwrap_or_default()
+        } else {
+            let mut b = BytesMut::with_capacity(got);
+            parts.iter().for_each(|p| b.extend_from_slice(p));
+            b.freeze()
+        };
+        let chunk = Chunk {
+            offset: self.cursor,
+            timestamp_us,
+            data,
+        };
+        self.cursor = cur;
+        self.hint = Some((plan.seg_first, pos, rec));
+        Ok(chunk)
+    }
+
+    /// Record a corruption barrier for the bad record at (`pos`, `rec`) and build the error.
+    fn corrupt(&mut self, plan: &Plan, pos: u64, rec: u64, hdr: Option<RecordHeader>) -> LogError {
+        let mut barrier = plan.seg_end;
+        let mut next_entry = None;
+        if let (Some(h), Some((_, file))) = (hdr, self.file.as_ref()) {
+            let next = pos + h.total_len();
+            let mut nb = [0u8; HEADER_LEN];
+            if next < plan.limit && read_at_most(file, &mut nb, next).ok() == Some(HEADER_LEN) {
+                if let Some(n) = record::decode_header(&nb)
+                    .filter(|n| record::plausible(n.len) && n.first_offset == h.end_offset())
+                {
+                    barrier = n.first_offset;
+                    next_entry = Some(IndexEntry {
+                        offset: n.first_offset,
+                        pos: next,
+                        ts: n.timestamp_us,
+                    });
+                }
+            }
+        }
+        self.cached = None;
+        self.hint = None;
+        self.shared
+            .lock()
+            .note_corruption(plan.seg_first, rec, barrier, next_entry, &plan.path);
+        LogError::Corrupt {
+            offset: rec,
+            path: plan.path.clone(),
+        }
+    }
+}
