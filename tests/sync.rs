@@ -23,11 +23,13 @@ fn convergence_with_replicas_attaching_and_detaching() {
     write_mixed(master.port, 0, 50_000, "a");
     let r2 = start_replica(&agent.addr(), &[]);
     write_mixed(master.port, 50_000, 100_000, "a");
-    // Detach r1 and attach it again: it must come back with a partial sync.
-    r1.client().cmd(&["REPLICAOF", "NO", "ONE"]);
+    // Break r1's link: it comes back with a partial sync from its cached master.
+    r1.client().cmd(&["CLIENT", "KILL", "TYPE", "master"]);
     write_mixed(master.port, 100_000, 150_000, "a");
+    // Detach r2 entirely (REPLICAOF NO ONE gives it a new replid), then attach it again.
+    r2.client().cmd(&["REPLICAOF", "NO", "ONE"]);
     let (host, port) = agent.addr().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
-    r1.client().cmd(&["REPLICAOF", &host, &port]);
+    r2.client().cmd(&["REPLICAOF", &host, &port]);
     write_mixed(master.port, 150_000, 200_000, "a");
     wait_until(LONG, "both replicas report master_link_status:up", || replica_synced(&r1) && replica_synced(&r2));
     wait_digests_equal(&master, &[&r1, &r2], LONG);
