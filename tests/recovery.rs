@@ -54,7 +54,7 @@ fn torn_tail_is_truncated_and_refetched() {
 fn corrupt_middle_is_never_served() {
     let master = Redis::start(&[]);
     let mut agent = Agent::start(&agent_config(&master.addr(), "[log]\nsegment_bytes = \"64KiB\"\nmax_bytes = \"1GiB\"\n"));
-    wait_until(LONG, "the agent has its first snapshot", || agent.metric("georelay_snapshot_offset", &[]) > 0.0);
+    wait_until(LONG, "the agent has its first snapshot", || agent.metric("georelay_upstream_connected", &[]) == 1.0);
     write_mixed(master.port, 0, 40_000, "c");
     wait_until(LONG, "the agent holds the whole stream", || caught_up(&agent, &master));
     agent.terminate();

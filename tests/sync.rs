@@ -150,7 +150,7 @@ fn new_replicas_full_sync_without_forking_the_origin() {
     let master = Redis::start(&[]);
     let agent = Agent::start(&agent_config(&master.addr(), ""));
     write_mixed(master.port, 0, 20_000, "o");
-    wait_until(LONG, "the agent has the first snapshot", || agent.metric("georelay_snapshot_offset", &[]) > 0.0);
+    wait_until(LONG, "the agent has the first snapshot", || agent.metric("georelay_upstream_connected", &[]) == 1.0);
     let forks = master.info_field("stats", "sync_full");
     let r1 = start_replica(&agent.addr(), &[]);
     let r2 = start_replica(&agent.addr(), &[]);

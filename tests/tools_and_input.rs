@@ -17,7 +17,7 @@ fn redis_cli_rdb_and_replica_work_against_the_agent() {
     let master = Redis::start(&[]);
     let agent = Agent::start(&agent_config(&master.addr(), ""));
     write_mixed(master.port, 0, 5_000, "r");
-    wait_until(LONG, "the agent has a snapshot", || agent.metric("georelay_snapshot_offset", &[]) > 0.0);
+    wait_until(LONG, "the agent has a snapshot", || agent.metric("georelay_upstream_connected", &[]) == 1.0);
 
     let out = tempfile::tempdir().unwrap();
     let rdb = out.path().join("dump.rdb");
