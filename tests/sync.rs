@@ -28,16 +28,33 @@ fn convergence_with_replicas_attaching_and_detaching() {
     write_mixed(master.port, 100_000, 150_000, "a");
     // Detach r2 entirely (REPLICAOF NO ONE gives it a new replid), then attach it again.
     r2.client().cmd(&["REPLICAOF", "NO", "ONE"]);
-    let (host, port) = agent.addr().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let (host, port) = agent
+        .addr()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .unwrap();
     r2.client().cmd(&["REPLICAOF", &host, &port]);
     write_mixed(master.port, 150_000, 200_000, "a");
-    wait_until(LONG, "both replicas report master_link_status:up", || replica_synced(&r1) && replica_synced(&r2));
+    wait_until(LONG, "both replicas report master_link_status:up", || {
+        replica_synced(&r1) && replica_synced(&r2)
+    });
     wait_digests_equal(&master, &[&r1, &r2], LONG);
-    assert_ne!(master.digest(), "0000000000000000000000000000000000000000", "the dataset must not be empty");
+    assert_ne!(
+        master.digest(),
+        "0000000000000000000000000000000000000000",
+        "the dataset must not be empty"
+    );
     let partial = agent.metric("georelay_served_partial_syncs_total", &[("kind", "redis")]);
-    assert!(partial >= 1.0, "r1's re-attach should be a partial sync, got {partial}");
+    assert!(
+        partial >= 1.0,
+        "r1's re-attach should be a partial sync, got {partial}"
+    );
     assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 1.0);
-    assert_eq!(master.info_field("stats", "sync_full"), "1", "only the agent's initial sync forks the origin");
+    assert_eq!(
+        master.info_field("stats", "sync_full"),
+        "1",
+        "only the agent's initial sync forks the origin"
+    );
 }
 
 #[test]
@@ -45,17 +62,26 @@ fn kill9_restarts_resume_partially() {
     let master = Redis::start(&[]);
     // A dataset large enough that the initial RDB transfer takes a moment (DEBUG POPULATE
     // is not replicated, but it is in the RDB).
-    master.client().cmd(&["DEBUG", "POPULATE", "400000", "pop", "200"]);
-    let mut agent = Agent::start(&agent_config(&master.addr(), "[log]\nsegment_bytes = \"256KiB\"\nmax_bytes = \"1GiB\"\n"));
+    master
+        .client()
+        .cmd(&["DEBUG", "POPULATE", "400000", "pop", "200"]);
+    let mut agent = Agent::start(&agent_config(
+        &master.addr(),
+        "[log]\nsegment_bytes = \"256KiB\"\nmax_bytes = \"1GiB\"\n",
+    ));
     // Kill during the initial RDB transfer: as soon as a temp snapshot file exists.
     let snaps = agent.data_dir.join("snapshots");
     wait_until(LONG, "the initial RDB transfer to start", || {
-        std::fs::read_dir(&snaps).map(|d| d.count() > 0).unwrap_or(false)
+        std::fs::read_dir(&snaps)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
             || master.info_field("replication", "connected_slaves") == "1"
     });
     agent.kill9();
     agent.restart();
-    wait_until(LONG, "the agent's upstream link is up", || agent.metric("georelay_upstream_connected", &[]) == 1.0);
+    wait_until(LONG, "the agent's upstream link is up", || {
+        agent.metric("georelay_upstream_connected", &[]) == 1.0
+    });
     let replica = start_replica(&agent.addr(), &[]);
     wait_until(LONG, "the replica is synced", || replica_synced(&replica));
     let full_before = master.info_field("stats", "sync_full");
@@ -76,16 +102,34 @@ fn kill9_restarts_resume_partially() {
         agent.kill9();
         kills += 1;
         agent.restart();
-        wait_until(LONG, "the restarted agent resumes its upstream link", || {
-            agent.metric("georelay_upstream_connected", &[]) == 1.0
-        });
-        assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 0.0, "restart {kills} fell back to a full sync");
-        assert_eq!(agent.metric("georelay_upstream_partial_syncs_total", &[]), 1.0, "restart {kills} was not partial");
+        wait_until(
+            LONG,
+            "the restarted agent resumes its upstream link",
+            || agent.metric("georelay_upstream_connected", &[]) == 1.0,
+        );
+        assert_eq!(
+            agent.metric("georelay_upstream_full_syncs_total", &[]),
+            0.0,
+            "restart {kills} fell back to a full sync"
+        );
+        assert_eq!(
+            agent.metric("georelay_upstream_partial_syncs_total", &[]),
+            1.0,
+            "restart {kills} was not partial"
+        );
     }
     writer.join().expect("writer thread");
     wait_digests_equal(&master, &[&replica], LONG);
-    assert_eq!(master.info_field("stats", "sync_full"), full_before, "a restart made the origin fork again");
-    assert_eq!(agent.metric("georelay_served_full_syncs_total", &[]), 0.0, "the replica needed a full sync after a restart");
+    assert_eq!(
+        master.info_field("stats", "sync_full"),
+        full_before,
+        "a restart made the origin fork again"
+    );
+    assert_eq!(
+        agent.metric("georelay_served_full_syncs_total", &[]),
+        0.0,
+        "the replica needed a full sync after a restart"
+    );
     assert!(agent.metric("georelay_served_partial_syncs_total", &[("kind", "redis")]) >= 1.0);
 }
 
@@ -98,9 +142,11 @@ fn origin_failover_continues_partially() {
     write_mixed(old_master.port, 0, 20_000, "f");
     wait_digests_equal(&old_master, &[&promoted, &replica], LONG);
     let head = |r: &Redis| r.info_field("replication", "master_repl_offset");
-    wait_until(LONG, "the agent holds everything the old master wrote", || {
-        agent.metric("georelay_log_head_offset", &[]).to_string() == head(&old_master)
-    });
+    wait_until(
+        LONG,
+        "the agent holds everything the old master wrote",
+        || agent.metric("georelay_log_head_offset", &[]).to_string() == head(&old_master),
+    );
 
     promoted.client().cmd(&["REPLICAOF", "NO", "ONE"]);
     drop(old_master);
@@ -109,15 +155,34 @@ fn origin_failover_continues_partially() {
     agent.restart();
     write_mixed(promoted.port, 20_000, 30_000, "f");
     wait_digests_equal(&promoted, &[&replica], LONG);
-    assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 0.0, "the agent full-synced after failover");
-    assert_eq!(agent.metric("georelay_upstream_partial_syncs_total", &[]), 1.0);
-    assert_eq!(agent.metric("georelay_served_full_syncs_total", &[]), 0.0, "a replica full-synced after failover");
+    assert_eq!(
+        agent.metric("georelay_upstream_full_syncs_total", &[]),
+        0.0,
+        "the agent full-synced after failover"
+    );
+    assert_eq!(
+        agent.metric("georelay_upstream_partial_syncs_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        agent.metric("georelay_served_full_syncs_total", &[]),
+        0.0,
+        "a replica full-synced after failover"
+    );
     wait_until(LONG, "the replica resumed partially", || {
         agent.metric("georelay_served_partial_syncs_total", &[("kind", "redis")]) >= 1.0
     });
-    assert_eq!(promoted.info_field("stats", "sync_full"), "0", "the promoted master forked for the agent");
+    assert_eq!(
+        promoted.info_field("stats", "sync_full"),
+        "0",
+        "the promoted master forked for the agent"
+    );
     let new_id = promoted.info_field("replication", "master_replid");
-    assert_eq!(replica.info_field("replication", "master_replid"), new_id, "the replica did not learn the new replid");
+    assert_eq!(
+        replica.info_field("replication", "master_replid"),
+        new_id,
+        "the replica did not learn the new replid"
+    );
 }
 
 #[test]
@@ -134,10 +199,17 @@ fn origin_restart_without_persistence_starts_a_new_epoch() {
     let master = Redis::start_on(port, &[]);
     master.client().cmd(&["SET", "after-restart", "1"]);
     wait_until(LONG, "the agent starts a new epoch", || {
-        agent.metric("georelay_upstream_full_syncs_total", &[("reason", "new_epoch")]) == 1.0
+        agent.metric(
+            "georelay_upstream_full_syncs_total",
+            &[("reason", "new_epoch")],
+        ) == 1.0
     });
     wait_digests_equal(&master, &[&replica], LONG);
-    assert_eq!(replica.client().cmd_str(&["DBSIZE"]), "1", "the replica kept data the origin lost");
+    assert_eq!(
+        replica.client().cmd_str(&["DBSIZE"]),
+        "1",
+        "the replica kept data the origin lost"
+    );
     assert!(agent.metric("georelay_served_full_syncs_total", &[("kind", "redis")]) >= 2.0);
     assert!(
         agent.log_text().contains("WARN") && agent.log_text().contains("new epoch"),
@@ -150,12 +222,21 @@ fn new_replicas_full_sync_without_forking_the_origin() {
     let master = Redis::start(&[]);
     let agent = Agent::start(&agent_config(&master.addr(), ""));
     write_mixed(master.port, 0, 20_000, "o");
-    wait_until(LONG, "the agent has the first snapshot", || agent.metric("georelay_upstream_connected", &[]) == 1.0);
+    wait_until(LONG, "the agent has the first snapshot", || {
+        agent.metric("georelay_upstream_connected", &[]) == 1.0
+    });
     let forks = master.info_field("stats", "sync_full");
     let r1 = start_replica(&agent.addr(), &[]);
     let r2 = start_replica(&agent.addr(), &[]);
     write_mixed(master.port, 20_000, 25_000, "o");
     wait_digests_equal(&master, &[&r1, &r2], LONG);
-    assert_eq!(master.info_field("stats", "sync_full"), forks, "a new far replica made the origin fork");
-    assert_eq!(agent.metric("georelay_served_full_syncs_total", &[("kind", "redis")]), 2.0);
+    assert_eq!(
+        master.info_field("stats", "sync_full"),
+        forks,
+        "a new far replica made the origin fork"
+    );
+    assert_eq!(
+        agent.metric("georelay_served_full_syncs_total", &[("kind", "redis")]),
+        2.0
+    );
 }

@@ -266,7 +266,7 @@ impl Session {
     }
 
     async fn replconf(&mut self, args: &[Bytes]) -> Result<(), ServeError> {
-        if args.len() % 2 == 0 {
+        if args.len().is_multiple_of(2) {
             return self.reply(b"-ERR syntax error\r\n").await;
         }
         for pair in args[1..].chunks(2) {

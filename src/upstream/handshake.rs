@@ -215,7 +215,9 @@ pub async fn receive_rdb(
 /// Finishes a received snapshot under the replid/offset it belongs to.
 pub fn finish(rdb: ReceivedRdb, replid: &str, offset: u64) -> Result<SnapshotMeta, UpstreamError> {
     // finish() fsyncs the whole RDB: keep that off the async worker.
-    Ok(tokio::task::block_in_place(|| rdb.writer.finish(replid, offset, rdb.version, rdb.crc_ok))?)
+    Ok(tokio::task::block_in_place(|| {
+        rdb.writer.finish(replid, offset, rdb.version, rdb.crc_ok)
+    })?)
 }
 
 /// Computes the RDB's CRC64 on the fly while holding back the bytes that may turn out to be

@@ -13,13 +13,33 @@ pub fn mixed_command(i: u64, tag: &str) -> Vec<Vec<u8>> {
     let val = format!("v{}-{}", i, i.wrapping_mul(2654435761) % 100_000);
     let parts: Vec<String> = match i % 8 {
         0 => vec!["SET".into(), key, val],
-        1 => vec!["HSET".into(), format!("h:{tag}:{}", i % 5000), format!("f{i}"), val],
+        1 => vec![
+            "HSET".into(),
+            format!("h:{tag}:{}", i % 5000),
+            format!("f{i}"),
+            val,
+        ],
         2 => vec!["RPUSH".into(), format!("l:{tag}:{}", i % 2000), val],
         3 => vec!["SADD".into(), format!("s:{tag}:{}", i % 3000), val],
-        4 => vec!["ZADD".into(), format!("z:{tag}:{}", i % 3000), (i % 977).to_string(), val],
-        5 => vec!["XADD".into(), format!("x:{tag}:{}", i % 500), "*".into(), "f".into(), val],
+        4 => vec![
+            "ZADD".into(),
+            format!("z:{tag}:{}", i % 3000),
+            (i % 977).to_string(),
+            val,
+        ],
+        5 => vec![
+            "XADD".into(),
+            format!("x:{tag}:{}", i % 500),
+            "*".into(),
+            "f".into(),
+            val,
+        ],
         6 => vec!["SET".into(), key, val, "EX".into(), "36000".into()],
-        _ => vec!["INCRBY".into(), format!("c:{tag}:{}", i % 1000), (i % 7 + 1).to_string()],
+        _ => vec![
+            "INCRBY".into(),
+            format!("c:{tag}:{}", i % 1000),
+            (i % 7 + 1).to_string(),
+        ],
     };
     parts.into_iter().map(String::into_bytes).collect()
 }
@@ -28,7 +48,8 @@ pub fn mixed_command(i: u64, tag: &str) -> Vec<Vec<u8>> {
 /// over databases 0..4, pipelining `batch` commands at a time. Returns the number written.
 pub fn write_mixed(port: u16, from: u64, to: u64, tag: &str) -> u64 {
     let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect for load");
-    sock.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let batch = 1000u64;
     let mut i = from;
     while i < to {
@@ -50,7 +71,8 @@ pub fn write_mixed(port: u16, from: u64, to: u64, tag: &str) -> u64 {
 /// Writes `count` SETs of `value_size` bytes with keys `tag:N` to db 0, pipelined.
 pub fn write_sets(port: u16, count: u64, value_size: usize, tag: &str) {
     let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect for load");
-    sock.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let value = vec![b'x'; value_size];
     let mut i = 0;
     while i < count {

@@ -51,8 +51,20 @@ impl Redis {
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut args: Vec<String> = [
-            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0", "--daemonize", "no",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--enable-debug-command",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--daemonize",
+            "no",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -126,7 +138,10 @@ impl Client {
     pub fn try_connect(port: u16) -> Option<Client> {
         let sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
         sock.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        Some(Client { sock, buf: BytesMut::new() })
+        Some(Client {
+            sock,
+            buf: BytesMut::new(),
+        })
     }
 
     pub fn connect(port: u16) -> Client {
@@ -143,7 +158,10 @@ impl Client {
     }
 
     pub fn read_frame(&mut self) -> std::io::Result<Frame> {
-        let limits = Limits { max_bulk: 1 << 30, ..Limits::default() };
+        let limits = Limits {
+            max_bulk: 1 << 30,
+            ..Limits::default()
+        };
         loop {
             match resp::parse_frame(&mut self.buf, &limits) {
                 Ok(Some(f)) => return Ok(f),
@@ -153,7 +171,10 @@ impl Client {
             let mut tmp = [0u8; 64 * 1024];
             let n = self.sock.read(&mut tmp)?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
             }
             self.buf.extend_from_slice(&tmp[..n]);
         }
@@ -166,7 +187,8 @@ impl Client {
     }
 
     pub fn cmd(&mut self, args: &[&str]) -> Frame {
-        self.try_cmd(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        self.try_cmd(args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     /// Runs a command and renders its reply as text (bulk/simple/error/integer).
@@ -243,11 +265,18 @@ impl Agent {
     }
 
     pub fn spawn_raw(config_path: &Path, log_path: &Path) -> Child {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("agent log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("agent log file");
         Command::new(env!("CARGO_BIN_EXE_georelay"))
             .args(["run", "--config"])
             .arg(config_path)
-            .env("RUST_LOG", std::env::var("GEORELAY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("GEORELAY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -268,7 +297,10 @@ impl Agent {
         wait_until(Duration::from_secs(20), "agent /healthz answers", || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("agent exited early with {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                    panic!(
+                        "agent exited early with {status}; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
                 }
             }
             http_get(port, "/healthz").is_some_and(|(code, _)| code == 200)
@@ -304,7 +336,9 @@ impl Agent {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         c.wait().ok()
     }
 
@@ -313,7 +347,9 @@ impl Agent {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(self.admin_port, "/metrics").map(|(_, body)| body).unwrap_or_default()
+        http_get(self.admin_port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 
     /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`.
@@ -330,7 +366,11 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("--- agent log ({}) ---\n{}", self.log_path().display(), tail(&self.log_text(), 60));
+            eprintln!(
+                "--- agent log ({}) ---\n{}",
+                self.log_path().display(),
+                tail(&self.log_text(), 60)
+            );
         }
     }
 }
@@ -343,8 +383,14 @@ fn tail(text: &str, lines: usize) -> String {
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -353,18 +399,31 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
 /// A Redis replica of `master_addr` (another process), with `masterauth` if given.
 pub fn start_replica(master_addr: &str, extra: &[&str]) -> Redis {
     let (host, port) = master_addr.rsplit_once(':').expect("host:port");
-    let mut args = vec!["--replicaof", host, port, "--repl-diskless-load", "disabled"];
+    let mut args = vec![
+        "--replicaof",
+        host,
+        port,
+        "--repl-diskless-load",
+        "disabled",
+    ];
     args.extend_from_slice(extra);
     Redis::start(&args)
 }
