@@ -59,7 +59,9 @@ fn convergence_with_replicas_attaching_and_detaching() {
 
 #[test]
 fn kill9_restarts_resume_partially() {
-    let master = Redis::start(&[]);
+    // The origin's backlog must cover the agent's restart time under this write rate;
+    // Redis's 1 MB default is only ~15 ms of this load.
+    let master = Redis::start(&["--repl-backlog-size", "256mb"]);
     // A dataset large enough that the initial RDB transfer takes a moment (DEBUG POPULATE
     // is not replicated, but it is in the RDB).
     master
