@@ -102,9 +102,9 @@ pub enum LinkError {
         addr: SocketAddr,
         source: quinn::ConnectionError,
     },
-    #[error("stream read: {0}")]
+    #[error("stream read: {}", chain(.0))]
     Read(#[from] std::io::Error),
-    #[error("stream write: {0}")]
+    #[error("stream write: {}", chain(.0))]
     Write(#[from] quinn::WriteError),
     #[error("stream closed: {0}")]
     ClosedStream(#[from] quinn::ClosedStream),
@@ -112,4 +112,20 @@ pub enum LinkError {
     UnexpectedEof(usize),
     #[error(transparent)]
     Frame(#[from] FrameError),
+}
+
+/// An error and its sources, e.g. "connection lost: timed out", so the cause of a lost stream
+/// reaches the log.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }

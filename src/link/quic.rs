@@ -269,3 +269,7 @@ mod tests {
         assert!(t.transport_config().is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "quic_tests.rs"]
+mod net_tests;

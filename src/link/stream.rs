@@ -152,6 +152,27 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn read_errors_keep_their_cause() {
+        let inner = std::io::Error::other("timed out");
+        let outer = std::io::Error::new(std::io::ErrorKind::ConnectionReset, Wrapper(inner));
+        let text = LinkError::Read(outer).to_string();
+        assert_eq!(text, "stream read: connection lost: timed out");
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection lost")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
     #[tokio::test]
     async fn oversize_header_is_refused() {
         let (mut a, b) = tokio::io::duplex(100);
