@@ -78,9 +78,11 @@ fn node_key(dir: &Path, name: &str) -> PathBuf {
 
 /// Node names become file names and DNS SANs: letters, digits, '-', '.', first a letter or digit.
 fn check_name(name: &str) -> Result<(), LinkError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.as_bytes()[0].is_ascii_alphanumeric()
+    let ok = name.len() <= 253
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
