@@ -13,6 +13,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod link;
 pub mod log;
 pub mod metrics;
 pub mod rdb;

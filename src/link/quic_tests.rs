@@ -1,0 +1,252 @@
+//! Loopback tests of the QUIC endpoints: mutual TLS accepted, and every kind of stranger refused.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::timeout;
+
+use super::*;
+use crate::link::certs::make_test_pki;
+use crate::link::frame::{Frame, MAX_FRAME, PROTOCOL_VERSION};
+use crate::link::stream::{FrameReader, FrameWriter};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+const RID: &str = "8f1e0c4a2b3d5e6f708192a3b4c5d6e7f8091a2b";
+
+struct Pki {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    ours: std::path::PathBuf,
+    theirs: std::path::PathBuf,
+}
+
+/// Our deployment's CA with nodes "server" and "client"; an unrelated CA with node "rogue".
+fn pki() -> Pki {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    make_test_pki(ours.path(), &["server", "client"]).unwrap();
+    make_test_pki(theirs.path(), &["rogue"]).unwrap();
+    Pki {
+        ours: ours.path().to_path_buf(),
+        theirs: theirs.path().to_path_buf(),
+        _dirs: (ours, theirs),
+    }
+}
+
+fn files(dir: &Path, node: &str) -> TlsFiles {
+    TlsFiles::in_dir(dir, node)
+}
+
+fn server(p: &Pki) -> (quinn::Endpoint, SocketAddr) {
+    let t = TransportSettings::default();
+    let ep = server_endpoint(
+        "127.0.0.1:0".parse().unwrap(),
+        &files(&p.ours, "server"),
+        &t,
+    )
+    .unwrap();
+    let addr = ep.local_addr().unwrap();
+    (ep, addr)
+}
+
+/// The server side of a refused handshake: the error is there to log, with the peer address.
+async fn server_sees_refusal(ep: &quinn::Endpoint, client_port: u16) -> String {
+    let incoming = timeout(DEADLINE, ep.accept()).await.unwrap().unwrap();
+    let remote = incoming.remote_address();
+    assert_eq!(remote.port(), client_port);
+    let err = timeout(DEADLINE, accept(incoming))
+        .await
+        .unwrap()
+        .expect_err("the handshake must fail");
+    // What the accept loop logs: `tracing::warn!(peer = %remote, "handshake refused: {err}")`.
+    let line = format!("peer {remote}: handshake refused: {err}");
+    eprintln!("server: {line}");
+    assert!(matches!(err, LinkError::Connection { addr, .. } if addr == remote));
+    line
+}
+
+/// The client side of a refused handshake: either connect fails, or the connection is closed
+/// by the server right after (TLS 1.3 finishes the client's handshake before the server has
+/// judged the client certificate).
+async fn client_refused(ep: &quinn::Endpoint, addr: SocketAddr, name: &str) -> String {
+    match timeout(DEADLINE, connect(ep, addr, name)).await.unwrap() {
+        Err(e) => {
+            eprintln!("client: connect failed: {e}");
+            e.to_string()
+        }
+        Ok(conn) => {
+            let closed = timeout(DEADLINE, async {
+                let (mut send, mut recv) = conn.open_bi().await?;
+                send.write_all(b"anyone there?").await?;
+                send.finish()?;
+                recv.read_to_end(100).await?;
+                Ok::<_, Box<dyn std::error::Error>>(())
+            })
+            .await
+            .unwrap();
+            let e = closed.expect_err("the server must refuse").to_string();
+            let e = format!("{e} ({:?})", conn.close_reason());
+            eprintln!("client: connected, then closed: {e}");
+            e
+        }
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_loopback_carries_frames() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    let frames = vec![
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            name: "client".into(),
+            replid: Some(RID.into()),
+            next_offset: 1001,
+        },
+        Frame::log(1001, 17, Bytes::from(vec![b'z'; 300_000])),
+        Frame::Ack { durable: 1000 },
+    ];
+
+    let echo = tokio::spawn(async move {
+        let incoming = server_ep.accept().await.ok_or("endpoint closed")?;
+        let conn = accept(incoming).await?;
+        let peer = peer_name(&conn);
+        let (send, recv) = conn.accept_bi().await?;
+        let mut reader = FrameReader::new(recv, MAX_FRAME);
+        let mut writer = FrameWriter::new(send);
+        let mut got = Vec::new();
+        while let Some(f) = reader.next().await? {
+            got.push(f);
+        }
+        writer.send_all(&got).await?;
+        writer.finish()?;
+        conn.closed().await;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(peer)
+    });
+
+    let client_ep =
+        client_endpoint(&files(&p.ours, "client"), &TransportSettings::default()).unwrap();
+    let conn = timeout(DEADLINE, connect(&client_ep, addr, "server"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(peer_name(&conn).as_deref(), Some("server"));
+    assert_eq!(
+        conn.handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol),
+        Some(crate::link::frame::ALPN.to_vec())
+    );
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let mut writer = FrameWriter::new(send);
+    writer.send_all(&frames).await.unwrap();
+    writer.finish().unwrap();
+    let mut reader = FrameReader::new(recv, MAX_FRAME);
+    let mut back = Vec::new();
+    while let Some(f) = timeout(DEADLINE, reader.next()).await.unwrap().unwrap() {
+        back.push(f);
+    }
+    assert_eq!(back, frames);
+    conn.close(0u32.into(), b"done");
+    let server_saw = timeout(DEADLINE, echo).await.unwrap().unwrap().unwrap();
+    assert_eq!(server_saw.as_deref(), Some("client"));
+    client_ep.wait_idle().await;
+}
+
+#[tokio::test]
+async fn client_cert_from_another_ca_is_refused() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    // Trusts our CA (so it accepts the server) but presents a certificate of another CA.
+    let rogue = TlsFiles {
+        ca: p.ours.join("ca.pem"),
+        ..files(&p.theirs, "rogue")
+    };
+    let client_ep = client_endpoint(&rogue, &TransportSettings::default()).unwrap();
+    let port = client_ep.local_addr().unwrap().port();
+    let (server_line, client_err) = tokio::join!(
+        server_sees_refusal(&server_ep, port),
+        client_refused(&client_ep, addr, "server")
+    );
+    assert!(server_line.contains("127.0.0.1"), "{server_line}");
+    assert!(!client_err.is_empty());
+}
+
+#[tokio::test]
+async fn wholly_foreign_pki_is_refused_both_ways() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    let client_ep =
+        client_endpoint(&files(&p.theirs, "rogue"), &TransportSettings::default()).unwrap();
+    let port = client_ep.local_addr().unwrap().port();
+    let (_, client_err) = tokio::join!(
+        server_sees_refusal(&server_ep, port),
+        client_refused(&client_ep, addr, "server")
+    );
+    // The client judges the server first: its certificate is from an unknown issuer.
+    assert!(client_err.to_lowercase().contains("issuer"), "{client_err}");
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    let config = tls::client_config_without_cert(&p.ours.join("ca.pem")).unwrap();
+    let client_ep = client_endpoint_with_tls(config, &TransportSettings::default()).unwrap();
+    let port = client_ep.local_addr().unwrap().port();
+    let (server_line, _) = tokio::join!(
+        server_sees_refusal(&server_ep, port),
+        client_refused(&client_ep, addr, "server")
+    );
+    assert!(
+        server_line.to_lowercase().contains("certificate"),
+        "{server_line}"
+    );
+}
+
+#[tokio::test]
+async fn client_with_other_alpn_is_refused() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    let mut config = tls::client_config(&files(&p.ours, "client")).unwrap();
+    config.alpn_protocols = vec![b"georelay/999".to_vec()];
+    let client_ep = client_endpoint_with_tls(config, &TransportSettings::default()).unwrap();
+    let port = client_ep.local_addr().unwrap().port();
+    let (server_line, _) = tokio::join!(
+        server_sees_refusal(&server_ep, port),
+        client_refused(&client_ep, addr, "server")
+    );
+    assert!(!server_line.is_empty());
+}
+
+#[tokio::test]
+async fn server_not_valid_for_the_requested_name_is_refused() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    let client_ep =
+        client_endpoint(&files(&p.ours, "client"), &TransportSettings::default()).unwrap();
+    let port = client_ep.local_addr().unwrap().port();
+    let (_, client_err) = tokio::join!(
+        server_sees_refusal(&server_ep, port),
+        client_refused(&client_ep, addr, "agent-b.example")
+    );
+    assert!(client_err.contains("not valid for name"), "{client_err}");
+    // A syntactically invalid name never leaves the client.
+    let err = connect(&client_ep, addr, "not a name!").await.unwrap_err();
+    assert!(matches!(err, LinkError::BadServerName(_)), "{err}");
+}
+
+#[tokio::test]
+async fn missing_pem_files_are_named() {
+    let p = pki();
+    let t = TransportSettings::default();
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut f = files(&p.ours, "server");
+    f.key = p.ours.join("absent.key");
+    let err = server_endpoint(listen, &f, &t).unwrap_err();
+    assert!(err.to_string().contains("absent.key"), "{err}");
+    let f = files(&p.ours, "nobody");
+    let err = client_endpoint(&f, &t).unwrap_err();
+    assert!(err.to_string().contains("nobody.pem"), "{err}");
+}
