@@ -1,0 +1,8 @@
+//! `georelay wan-sim`: a user-space UDP impairment relay on loopback for tests, demos and
+//! benchmarks of the QUIC link (there is no `tc netem` here).
+
+mod error;
+mod options;
+
+pub use error::WanSimError;
+pub use options::{WanSimOptions, USAGE};
