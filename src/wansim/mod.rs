@@ -29,6 +29,8 @@ mod link;
 mod options;
 mod relay;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
