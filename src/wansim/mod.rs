@@ -5,7 +5,7 @@
 //! socket on loopback (port 0) towards `forward`, so the server sees one address per client;
 //! the server's replies go back to that client from the listen socket.
 //!
-//! Both directions are impaired independently, each by its own [`link`] model: random loss,
+//! Both directions are impaired independently, each by its own `link` model: random loss,
 //! a token-bucket rate limit with a bounded tail-drop queue, one-way `delay` plus uniform
 //! jitter, and reordering. **The delay applies in each direction, so the round trip gains about
 //! `2 x delay`** (`--delay 40ms` gives an RTT near 80 ms). An outage (the `--outage-file`
