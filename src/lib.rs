@@ -8,6 +8,7 @@
 //! - [`upstream`]: the replica side towards a Redis master.
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
+//! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`app`]: wires everything together with one shutdown path.
 
 pub mod app;
@@ -21,3 +22,4 @@ pub mod resp;
 pub mod serve;
 pub mod units;
 pub mod upstream;
+pub mod wansim;
