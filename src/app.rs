@@ -7,11 +7,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{AckPolicy, Config, Source};
+use crate::link::{quic, LinkError};
 use crate::log::{Log, LogConfig, LogError};
 use crate::metrics::admin::{self, AdminState};
 use crate::metrics::{Health, Metrics, MetricsError};
+use crate::serve::agent::{self as serve_agent, AgentServeCtx};
+use crate::serve::peers::Peers;
 use crate::serve::{self, Replicas, ServeCtx};
+use crate::upstream::agent::{self as up_agent, AgentUpstreamCtx};
 use crate::upstream::redis::UpstreamCtx;
 use crate::upstream::{redis as up_redis, refresh};
 
@@ -30,6 +34,10 @@ pub enum AppError {
     Metrics(#[from] MetricsError),
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
+    #[error("QUIC: {0}")]
+    Link(#[from] LinkError),
+    #[error("{0} needs the [tls] section")]
+    NoTls(&'static str),
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
@@ -74,15 +82,61 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         .local_addr()
         .map(|a| a.port())
         .unwrap_or(cfg.listen_redis.port());
-    tracing::info!(replicas = %cfg.listen_redis, admin = %cfg.listen_admin, upstream = %cfg.upstream.redis, "listening");
+    tracing::info!(replicas = %cfg.listen_redis, admin = %cfg.listen_admin, "listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let up_ctx = UpstreamCtx {
-        cfg: cfg.upstream.clone(),
-        listening_port: replica_port,
-        log: log.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
+    let peers = Arc::new(Peers::default());
+    let mut tasks = Vec::new();
+
+    // The QUIC listener for downstream agents.
+    if let Some(listen) = cfg.listen_agent {
+        let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("listen.agent"))?;
+        let endpoint = quic::server_endpoint(listen, tls, &cfg.link.transport)?;
+        tracing::info!(agents = %listen, "listening for downstream agents (QUIC, mutual TLS)");
+        let ctx = AgentServeCtx {
+            log: log.clone(),
+            metrics: metrics.clone(),
+            peers: peers.clone(),
+            link: cfg.link.clone(),
+            shutdown: shutdown_rx.clone(),
+        };
+        tasks.push(tokio::spawn(serve_agent::run(endpoint, ctx)));
+    }
+
+    // The upstream: a Redis master, or another agent.
+    let upstream_name = match &cfg.source {
+        Source::Redis => {
+            let up_ctx = UpstreamCtx {
+                cfg: cfg.upstream.clone(),
+                listening_port: replica_port,
+                log: log.clone(),
+                metrics: metrics.clone(),
+                health: health.clone(),
+                remote_ack: (cfg.ack == AckPolicy::Remote).then(|| peers.subscribe_remote_ack()),
+            };
+            tasks.push(tokio::spawn(up_redis::run(
+                up_ctx.clone(),
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(refresh::run(up_ctx, shutdown_rx.clone())));
+            cfg.upstream.redis.clone()
+        }
+        Source::Agent { addr, server_name } => {
+            let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("upstream.agent"))?;
+            let endpoint = quic::client_endpoint(tls, &cfg.link.transport)?;
+            let ctx = AgentUpstreamCtx {
+                name: cfg.name.clone(),
+                addr: addr.clone(),
+                server_name: server_name.clone(),
+                endpoint,
+                link: cfg.link.clone(),
+                log: log.clone(),
+                metrics: metrics.clone(),
+                health: health.clone(),
+            };
+            tasks.push(tokio::spawn(up_agent::run(ctx, shutdown_rx.clone())));
+            addr.clone()
+        }
     };
     let serve_ctx = ServeCtx {
         log: log.clone(),
@@ -92,7 +146,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         requirepass: cfg.requirepass.clone(),
         timeout: cfg.serve_timeout,
         max_replicas: cfg.max_replicas,
-        upstream: cfg.upstream.redis.clone(),
+        upstream: upstream_name,
         shutdown: shutdown_rx.clone(),
     };
     let admin_state = AdminState {
@@ -100,17 +154,17 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         health: health.clone(),
         log: log.clone(),
     };
-    let tasks = vec![
-        tokio::spawn(up_redis::run(up_ctx.clone(), shutdown_rx.clone())),
-        tokio::spawn(refresh::run(up_ctx, shutdown_rx.clone())),
-        tokio::spawn(serve::run(replica_listener, serve_ctx)),
-        tokio::spawn(admin::serve(
-            admin_listener,
-            admin_state,
-            shutdown_rx.clone(),
-        )),
-        tokio::spawn(maintain(log.clone(), health.clone(), shutdown_rx.clone())),
-    ];
+    tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx)));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(maintain(
+        log.clone(),
+        health.clone(),
+        shutdown_rx.clone(),
+    )));
 
     wait_for_signal().await?;
     tracing::info!("shutting down");

@@ -27,6 +27,32 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Development certificates for the QUIC links between agents.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
+    /// A UDP impairment relay (delay, jitter, loss, reorder, rate, outages) for tests and demos;
+    /// loopback only. Run `georelay wan-sim --help-flags` for its flags.
+    WanSim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Make a CA (or reuse the one in --dir) and a certificate + key per node.
+    Init {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Comma-separated node names, e.g. site-a,region-b.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Overwrite existing node files (the CA is kept).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// sysexits.h EX_CONFIG-ish: the usage/config error code operators script against.
@@ -36,6 +62,27 @@ const EXIT_SOFTWARE: u8 = 70;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Certs {
+            cmd: CertsCmd::Init { dir, nodes, force },
+        } => {
+            if nodes.is_empty() {
+                eprintln!("georelay certs init: --nodes needs at least one name");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            match georelay::link::certs::init(&dir, &nodes, force) {
+                Ok(files) => {
+                    for f in files {
+                        println!("wrote {}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("georelay certs init: {e}");
+                    ExitCode::from(EXIT_SOFTWARE)
+                }
+            }
+        }
+        Cmd::WanSim { args } => wan_sim(args),
         Cmd::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -69,6 +116,58 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn wan_sim(args: Vec<String>) -> ExitCode {
+    use georelay::wansim::{WanSim, WanSimOptions, USAGE};
+    if args
+        .iter()
+        .any(|a| a == "--help-flags" || a == "-h" || a == "--help")
+    {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    init_tracing();
+    let opts = match WanSimOptions::from_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("georelay wan-sim: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("georelay: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+    };
+    rt.block_on(async move {
+        let sim = match WanSim::start(opts).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("georelay wan-sim: {e}");
+                return ExitCode::from(EXIT_SOFTWARE);
+            }
+        };
+        let handle = sim.shutdown_handle();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            handle.shutdown();
+        });
+        let stats = sim.run_until_done().await;
+        eprintln!("wan-sim: {stats}");
+        ExitCode::SUCCESS
+    })
 }
 
 fn config_failure(e: &georelay::config::ConfigError) -> ExitCode {

@@ -270,6 +270,12 @@ impl Log {
         }
     }
 
+    /// The epoch number and its replid history (cheap; for link servers that forward switches).
+    pub fn history(&self) -> (u64, Vec<HistoryEntry>) {
+        let g = self.shared.lock();
+        (g.state.epoch, g.state.history.clone())
+    }
+
     /// (current replid, head), or `None` before the first epoch.
     pub fn current(&self) -> Option<(String, u64)> {
         let g = self.shared.lock();

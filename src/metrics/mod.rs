@@ -2,13 +2,16 @@
 //! log at scrape time. Metric and label names are a public interface (see README).
 
 pub mod admin;
+pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::log::Log;
@@ -34,6 +37,9 @@ pub struct Metrics {
     pub snapshot_offset: IntGauge,
     pub snapshot_age_seconds: IntGauge,
     pub lag_bytes: IntGauge,
+    pub lag_seconds: Gauge,
+    pub upstream_head_offset: IntGauge,
+    pub upstream_heartbeat_age_seconds: Gauge,
     pub upstream_connected: IntGauge,
     pub upstream_full_syncs: IntCounterVec,
     pub upstream_partial_syncs: IntCounter,
@@ -48,6 +54,37 @@ pub struct Metrics {
     pub replica_ack_offset: IntGaugeVec,
     pub replica_lag_bytes: IntGaugeVec,
     pub replicas_dropped: IntCounterVec,
+    pub connected_agents: IntGauge,
+    pub downstream_agent_ack_offset: IntGaugeVec,
+    pub downstream_agent_lag_bytes: IntGaugeVec,
+    pub link_bytes: IntCounterVec,
+    pub link_stream_bytes: IntCounterVec,
+    /// What this node knows of its upstream (for lag).
+    pub upstream_view: UpstreamView,
+}
+
+/// The upstream's position as last heard: its head offset and that byte's origin timestamp,
+/// and when we last heard from it (µs since the epoch). 0 = never.
+#[derive(Default)]
+pub struct UpstreamView {
+    pub head: AtomicU64,
+    pub head_ts_us: AtomicU64,
+    pub heard_us: AtomicU64,
+}
+
+impl UpstreamView {
+    pub fn heard(&self, head: u64, head_ts_us: u64) {
+        self.head.fetch_max(head, Ordering::Relaxed);
+        self.head_ts_us.fetch_max(head_ts_us, Ordering::Relaxed);
+        self.heard_us
+            .store(crate::clock::now_us(), Ordering::Relaxed);
+    }
+}
+
+fn fgauge(reg: &Registry, name: &str, help: &str) -> Result<Gauge, MetricsError> {
+    let g = Gauge::new(name, help)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 fn gauge(reg: &Registry, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
@@ -133,11 +170,10 @@ impl Metrics {
                 "georelay_snapshot_age_seconds",
                 "Age of the newest usable snapshot in seconds.",
             )?,
-            lag_bytes: gauge(
-                &r,
-                "georelay_lag_bytes",
-                "Bytes received from upstream but not yet durable in the local log.",
-            )?,
+            lag_bytes: gauge(&r, "georelay_lag_bytes", "Upstream head offset (latest known) minus this node's durable offset.")?,
+            lag_seconds: fgauge(&r, "georelay_lag_seconds", "Now minus the origin timestamp of the oldest stream byte this node does not yet hold durably; 0 when caught up.")?,
+            upstream_head_offset: gauge(&r, "georelay_upstream_head_offset", "Upstream head offset, as last heard.")?,
+            upstream_heartbeat_age_seconds: fgauge(&r, "georelay_upstream_heartbeat_age_seconds", "Seconds since anything (data or heartbeat) arrived from upstream.")?,
             upstream_connected: gauge(
                 &r,
                 "georelay_upstream_connected",
@@ -216,6 +252,12 @@ impl Metrics {
                 "Served replicas disconnected by the agent, by reason.",
                 &["reason"],
             )?,
+            connected_agents: gauge(&r, "georelay_connected_agents", "Downstream agents connected over QUIC.")?,
+            downstream_agent_ack_offset: gauge_vec(&r, "georelay_downstream_agent_ack_offset", "Durable offset acknowledged by a downstream agent.", &["peer"])?,
+            downstream_agent_lag_bytes: gauge_vec(&r, "georelay_downstream_agent_lag_bytes", "Log head minus the downstream agent's acknowledged offset.", &["peer"])?,
+            link_bytes: counter_vec(&r, "georelay_link_bytes_total", "UDP bytes on the QUIC link to/from a peer agent (after compression, with QUIC overhead).", &["peer", "direction"])?,
+            link_stream_bytes: counter_vec(&r, "georelay_link_stream_bytes_total", "Replication stream bytes carried on the link to/from a peer agent, before compression.", &["peer", "direction"])?,
+            upstream_view: UpstreamView::default(),
             registry: r,
         };
         m.build_info
@@ -233,7 +275,31 @@ impl Metrics {
         self.log_disk_bytes.set(s.disk_bytes as i64);
         self.log_segments.set(s.segment_count as i64);
         self.log_corruptions_total.set(s.corruptions_total as i64);
-        self.lag_bytes.set(s.head.saturating_sub(s.durable) as i64);
+        let up = &self.upstream_view;
+        let up_head = up.head.load(Ordering::Relaxed).max(s.head);
+        self.upstream_head_offset.set(up_head as i64);
+        self.lag_bytes.set(up_head.saturating_sub(s.durable) as i64);
+        let now = crate::clock::now_us();
+        let lag_us = if s.durable >= up_head || s.history.is_empty() {
+            0
+        } else {
+            // The oldest byte not durable here: held but not yet fsynced (exact timestamp), or
+            // not yet received (bounded by the upstream head's timestamp).
+            let ts = log
+                .timestamp_at(s.durable + 1)
+                .unwrap_or_else(|| up.head_ts_us.load(Ordering::Relaxed));
+            if ts == 0 {
+                0
+            } else {
+                now.saturating_sub(ts)
+            }
+        };
+        self.lag_seconds.set(lag_us as f64 / 1e6);
+        let heard = up.heard_us.load(Ordering::Relaxed);
+        if heard > 0 {
+            self.upstream_heartbeat_age_seconds
+                .set(now.saturating_sub(heard) as f64 / 1e6);
+        }
         if let Some(snap) = log.snapshot_for_full_sync() {
             self.snapshot_offset.set(snap.offset as i64);
             let now = SystemTime::now()

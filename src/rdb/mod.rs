@@ -5,11 +5,13 @@ mod aux;
 mod crc64;
 mod header;
 mod transfer;
+mod verify;
 
 pub use aux::aux_fields;
 pub use crc64::{check_trailer, Crc64, TrailerCheck};
 pub use header::{max_rdb_version_for, parse_header, RdbFlavor, RdbHeader};
 pub use transfer::{parse_transfer_header, EofMark, TransferHeader, EOF_MARK_LEN};
+pub use verify::RdbVerifier;
 
 /// Everything that can go wrong while decoding RDB framing and metadata.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! The agent's downstream side for Redis replicas: the replica port, the registry of served
 //! replicas, and the shared context.
 
+pub mod agent;
 pub mod feed;
 pub mod info;
+pub mod peers;
 pub mod session;
 
 use std::collections::BTreeMap;

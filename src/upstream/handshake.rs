@@ -7,7 +7,7 @@ use super::conn::Conn;
 use super::UpstreamError;
 use crate::config::UpstreamConfig;
 use crate::log::{Log, SnapshotMeta, SnapshotWriter};
-use crate::rdb::{self, Crc64, EofMark, TransferHeader};
+use crate::rdb::{self, EofMark, RdbVerifier, TransferHeader};
 use crate::resp;
 
 /// Deadline for each handshake reply (Redis uses 5 s for its own sync I/O).
@@ -169,7 +169,7 @@ pub async fn receive_rdb(
         })?;
     };
     let mut writer = log.begin_snapshot()?;
-    let mut tail = TailCrc::new();
+    let mut tail = RdbVerifier::new();
     let eof_mode = match header {
         TransferHeader::Len(len) => {
             let mut left = len;
@@ -203,7 +203,12 @@ pub async fn receive_rdb(
             true
         }
     };
-    let (version, crc_ok) = tail.verdict()?;
+    let (version, crc_ok) = tail
+        .verdict()
+        .map_err(|e| UpstreamError::Protocol(format!("received RDB: {e}")))?;
+    if crc_ok == Some(false) {
+        tracing::warn!("the RDB received from {} fails its CRC-64 check", conn.addr);
+    }
     Ok(ReceivedRdb {
         writer,
         version,
@@ -218,75 +223,6 @@ pub fn finish(rdb: ReceivedRdb, replid: &str, offset: u64) -> Result<SnapshotMet
     Ok(tokio::task::block_in_place(|| {
         rdb.writer.finish(replid, offset, rdb.version, rdb.crc_ok)
     })?)
-}
-
-/// Computes the RDB's CRC64 on the fly while holding back the bytes that may turn out to be
-/// the trailer (and the `$EOF` mark), and keeps the 9-byte header.
-struct TailCrc {
-    head: Vec<u8>,
-    crc: Crc64,
-    hold: Vec<u8>,
-}
-
-/// Bytes held back: 9 trailer bytes (0xFF + CRC) plus a 40-byte EOF mark.
-const HOLD: usize = 49;
-
-impl TailCrc {
-    fn new() -> Self {
-        TailCrc {
-            head: Vec::with_capacity(9),
-            crc: Crc64::new(),
-            hold: Vec::with_capacity(2 * HOLD),
-        }
-    }
-
-    fn feed(&mut self, data: &[u8]) {
-        if self.head.len() < 9 {
-            let n = (9 - self.head.len()).min(data.len());
-            self.head.extend_from_slice(&data[..n]);
-        }
-        if data.len() >= HOLD {
-            self.crc.update(&self.hold);
-            self.crc.update(&data[..data.len() - HOLD]);
-            self.hold.clear();
-            self.hold.extend_from_slice(&data[data.len() - HOLD..]);
-        } else {
-            self.hold.extend_from_slice(data);
-            if self.hold.len() > HOLD {
-                let excess = self.hold.len() - HOLD;
-                self.crc.update(&self.hold[..excess]);
-                self.hold.drain(..excess);
-            }
-        }
-    }
-
-    fn drop_last(&mut self, n: usize) {
-        let keep = self.hold.len().saturating_sub(n);
-        self.hold.truncate(keep);
-    }
-
-    /// (RDB version, CRC status). A bad magic is an error: never store what is not an RDB.
-    fn verdict(mut self) -> Result<(u32, Option<bool>), UpstreamError> {
-        let header = rdb::parse_header(&self.head)
-            .map_err(|e| UpstreamError::Protocol(format!("received RDB: {e}")))?;
-        if self.hold.len() < 9 {
-            return Ok((header.version, Some(false)));
-        }
-        let split = self.hold.len() - 9;
-        self.crc.update(&self.hold[..split]);
-        let last9 = &self.hold[split..];
-        let mut crc = self.crc;
-        crc.update(&last9[..1]);
-        let ok = match rdb::check_trailer(crc.finish(), last9) {
-            Ok(rdb::TrailerCheck::Valid) => Some(true),
-            Ok(rdb::TrailerCheck::Disabled) => None,
-            Err(e) => {
-                tracing::warn!("received RDB fails its checksum: {e}");
-                Some(false)
-            }
-        };
-        Ok((header.version, ok))
-    }
 }
 
 #[cfg(test)]

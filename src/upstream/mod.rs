@@ -1,6 +1,7 @@
 //! The agent's upstream side: acting as a replica of a Redis master (the streaming link and
 //! the rdb-only snapshot refresh).
 
+pub mod agent;
 pub mod conn;
 pub mod handshake;
 pub mod redis;

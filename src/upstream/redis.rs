@@ -31,6 +31,19 @@ pub struct UpstreamCtx {
     pub log: Log,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// With `ack = "remote"`: the lowest durable offset among downstream agents.
+    pub remote_ack: Option<watch::Receiver<u64>>,
+}
+
+impl UpstreamCtx {
+    /// The offset to report in `REPLCONF ACK`: durable here, and with `ack = "remote"` also
+    /// durable in another region.
+    fn ack_offset(&self, durable: u64) -> u64 {
+        match &self.remote_ack {
+            Some(rx) => durable.min(*rx.borrow()),
+            None => durable,
+        }
+    }
 }
 
 /// Runs the upstream link until `shutdown` flips, reconnecting with jittered backoff.
@@ -147,6 +160,9 @@ async fn stream(ctx: &UpstreamCtx, conn: Conn, ack_now: Option<u64>) -> Result<(
     let (mut rd, mut wr) = sock.into_split();
     let mut scanner = StreamScanner::new();
     let mut durable_rx = ctx.log.subscribe_durable();
+    // Without remote acks this channel never changes (its sender lives in the local scope).
+    let (_never_tx, never_rx) = watch::channel(0u64);
+    let mut remote_rx = ctx.remote_ack.clone().unwrap_or(never_rx);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Offset a GETACK asked about: answer as soon as the log is durable up to it.
@@ -180,15 +196,23 @@ async fn stream(ctx: &UpstreamCtx, conn: Conn, ack_now: Option<u64>) -> Result<(
                 }
             }
             _ = durable_rx.changed() => {
-                let durable = *durable_rx.borrow_and_update();
-                if pending_getack.is_some_and(|g| durable >= g) {
+                let ack = ctx.ack_offset(*durable_rx.borrow_and_update());
+                if pending_getack.is_some_and(|g| ack >= g) {
                     pending_getack = None;
-                    send_ack(&mut wr, durable).await?;
+                    send_ack(&mut wr, ack).await?;
+                }
+            }
+            _ = remote_rx.changed() => {
+                remote_rx.borrow_and_update();
+                let ack = ctx.ack_offset(*durable_rx.borrow());
+                if pending_getack.is_some_and(|g| ack >= g) {
+                    pending_getack = None;
+                    send_ack(&mut wr, ack).await?;
                 }
             }
             _ = ticker.tick() => {
-                let durable = *durable_rx.borrow();
-                send_ack(&mut wr, durable).await?;
+                let ack = ctx.ack_offset(*durable_rx.borrow());
+                send_ack(&mut wr, ack).await?;
             }
         }
     }
@@ -211,6 +235,7 @@ fn append_chunk(
     let n = chunk.len() as u64;
     ctx.log.append(chunk.freeze(), now_us())?;
     ctx.metrics.upstream_stream_bytes.inc_by(n);
+    ctx.metrics.upstream_view.heard(start + n - 1, 0);
     Ok(scan.getack.map(|end| start + end as u64 - 1))
 }
 

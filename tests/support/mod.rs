@@ -19,6 +19,45 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// A free UDP port on 127.0.0.1 (bound then released).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
+/// A test PKI: a CA and a certificate per node in a temp dir.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new(nodes: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        georelay::link::certs::make_test_pki(dir.path(), nodes).expect("make test PKI");
+        Pki { dir }
+    }
+
+    /// The `[tls]` section for `node`.
+    pub fn tls_section(&self, node: &str, server_name: Option<&str>) -> String {
+        let d = self.dir.path().display();
+        let mut s = format!(
+            "[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/{node}.pem\"\nkey = \"{d}/{node}.key\"\n"
+        );
+        if let Some(n) = server_name {
+            s.push_str(&format!("server_name = \"{n}\"\n"));
+        }
+        s
+    }
+}
+
+/// Config of an agent whose upstream is another agent at `upstream` (QUIC).
+pub fn agent_config_from_agent(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\ndata_dir = \"{{data_dir}}\"\n[upstream]\nagent = \"{upstream}\"\n\
+         [listen]\nredis = \"127.0.0.1:{{redis_port}}\"\nadmin = \"127.0.0.1:{{admin_port}}\"\n{extra}"
+    )
+}
+
 /// Polls `cond` until it returns true, failing with `what` after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -441,5 +480,64 @@ pub fn wait_digests_equal(master: &Redis, replicas: &[&Redis], limit: Duration) 
             panic!("digests never converged within {limit:?}: master {want}, replicas {got:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A `georelay wan-sim` process between two agents; outages through its control file.
+pub struct WanSimProc {
+    pub port: u16,
+    pub outage_file: PathBuf,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl WanSimProc {
+    /// Relays UDP from a new loopback port to `forward_port` with the given impairment flags.
+    pub fn start(forward_port: u16, flags: &[&str]) -> WanSimProc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_udp_port();
+        let outage_file = dir.path().join("outage");
+        let log = std::fs::File::create(dir.path().join("wansim.log")).expect("wan-sim log");
+        let child = Command::new(env!("CARGO_BIN_EXE_georelay"))
+            .arg("wan-sim")
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--forward",
+                &format!("127.0.0.1:{forward_port}"),
+            ])
+            .arg("--outage-file")
+            .arg(&outage_file)
+            .args(["--duration", "30m"])
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn wan-sim");
+        WanSimProc {
+            port,
+            outage_file,
+            _dir: dir,
+            child,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        std::fs::write(&self.outage_file, b"cut").expect("create outage file");
+    }
+
+    pub fn restore(&self) {
+        let _ = std::fs::remove_file(&self.outage_file);
+    }
+}
+
+impl Drop for WanSimProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,5 +1,9 @@
 //! The agent's TOML configuration: raw file shape, built-in defaults and `validate()`.
 
+mod link;
+
+pub use link::LinkSettings;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,12 +40,16 @@ struct RawConfig {
     serve: RawServe,
     #[serde(default)]
     log: RawLog,
+    tls: Option<link::RawTls>,
+    #[serde(default)]
+    link: link::RawLink,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     redis: Option<String>,
+    agent: Option<String>,
     username: Option<String>,
     password: Option<String>,
     password_file: Option<PathBuf>,
@@ -53,6 +61,7 @@ struct RawUpstream {
 struct RawListen {
     redis: Option<String>,
     admin: Option<String>,
+    agent: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,12 +90,39 @@ pub struct UpstreamConfig {
     pub password: Option<String>,
 }
 
+/// Where the stream comes from: a Redis master (`upstream.redis`) or another agent over QUIC
+/// (`upstream.agent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Redis,
+    Agent {
+        addr: String,
+        /// The name the upstream agent's certificate must carry.
+        server_name: String,
+    },
+}
+
+/// What the agent reports upstream in `REPLCONF ACK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// Its own fsynced offset.
+    Durable,
+    /// The lowest durable offset among connected downstream agents.
+    Remote,
+}
+
 /// The validated configuration of one agent.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
+    pub source: Source,
+    pub ack: AckPolicy,
+    /// Redis upstream details (address and credentials); `redis` is empty with an agent upstream.
     pub upstream: UpstreamConfig,
+    pub listen_agent: Option<SocketAddr>,
+    pub tls: Option<crate::link::TlsFiles>,
+    pub link: LinkSettings,
     pub listen_redis: SocketAddr,
     pub listen_admin: SocketAddr,
     pub requirepass: Option<String>,
@@ -165,26 +201,39 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
     };
 
-    let redis = match raw.upstream.redis {
-        Some(addr)
-            if addr
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
-        {
-            addr
+    let host_port = |v: &str| {
+        v.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    };
+    let (redis, agent_addr) = match (raw.upstream.redis, raw.upstream.agent) {
+        (Some(_), Some(_)) => {
+            bad(
+                "upstream.agent",
+                "set either upstream.redis or upstream.agent, not both".into(),
+            );
+            (String::new(), None)
         }
-        Some(addr) => {
+        (Some(addr), None) if host_port(&addr) => (addr, None),
+        (None, Some(addr)) if host_port(&addr) => (String::new(), Some(addr)),
+        (Some(addr), None) => {
             bad("upstream.redis", format!("{addr:?} is not host:port"));
-            String::new()
+            (String::new(), None)
         }
-        None => {
+        (None, Some(addr)) => {
+            bad("upstream.agent", format!("{addr:?} is not host:port"));
+            (String::new(), None)
+        }
+        (None, None) => {
             bad(
                 "upstream.redis",
-                "is required (host:port of the master to replicate)".into(),
+                "is required (host:port of the master to replicate), or upstream.agent (host:port of an upstream agent)".into(),
             );
-            String::new()
+            (String::new(), None)
         }
     };
+    let has_credentials = raw.upstream.username.is_some()
+        || raw.upstream.password.is_some()
+        || raw.upstream.password_file.is_some();
     let password = match (raw.upstream.password, raw.upstream.password_file) {
         (Some(_), Some(_)) => {
             bad(
@@ -215,12 +264,35 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "needs upstream.password or upstream.password_file".into(),
         );
     }
-    match raw.upstream.ack.as_deref() {
-        None | Some("durable") => {}
-        Some(other) => bad(
+    let ack = match raw.upstream.ack.as_deref() {
+        None | Some("durable") => AckPolicy::Durable,
+        Some("remote") => AckPolicy::Remote,
+        Some(other) => {
+            bad(
+                "upstream.ack",
+                format!("{other:?} must be durable or remote"),
+            );
+            AckPolicy::Durable
+        }
+    };
+    if agent_addr.is_some() && has_credentials {
+        bad(
+            "upstream.password",
+            "applies to upstream.redis only (agents authenticate with [tls] certificates)".into(),
+        );
+    }
+    if ack == AckPolicy::Remote && raw.listen.agent.is_none() {
+        bad(
             "upstream.ack",
-            format!("{other:?} is not supported here (use \"durable\")"),
-        ),
+            "\"remote\" needs listen.agent (downstream agents whose durable offsets are reported)"
+                .into(),
+        );
+    }
+    if ack == AckPolicy::Remote && agent_addr.is_some() {
+        bad(
+            "upstream.ack",
+            "\"remote\" applies to an agent whose upstream is a Redis master".into(),
+        );
     }
 
     let mut addr = |key: &str, v: Option<String>, default: &str| -> SocketAddr {
@@ -232,6 +304,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     };
     let listen_redis = addr("listen.redis", raw.listen.redis, DEFAULT_LISTEN_REDIS);
     let listen_admin = addr("listen.admin", raw.listen.admin, DEFAULT_LISTEN_ADMIN);
+    let listen_agent = raw.listen.agent.map(|a| addr("listen.agent", Some(a), ""));
 
     let size = |key: &str, v: Option<String>, default: &str, problems: &mut Vec<String>| -> u64 {
         parse_size(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
@@ -292,12 +365,34 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         problems.push("serve.max_replicas: must be at least 1".into());
     }
 
+    let quic = agent_addr.is_some() || listen_agent.is_some();
+    let (tls, server_name) = link::tls(raw.tls, quic, base, &mut problems);
+    let link = link::link(raw.link, &mut problems);
+    let source = match agent_addr {
+        Some(addr) => {
+            let host = addr
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+                .unwrap_or_default();
+            Source::Agent {
+                addr,
+                server_name: server_name.unwrap_or(host),
+            }
+        }
+        None => Source::Redis,
+    };
+
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
     Ok(Config {
         name,
         data_dir,
+        source,
+        ack,
+        listen_agent,
+        tls,
+        link,
         upstream: UpstreamConfig {
             redis,
             username: raw.upstream.username,

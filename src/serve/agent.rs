@@ -1,0 +1,465 @@
+//! The QUIC side for downstream agents: accept mutually authenticated connections, answer
+//! Hello with Continue or Full (snapshot chunks), then stream log frames with their offsets
+//! and origin timestamps, heartbeats, replid switches and new epochs; read their ACKs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use tokio::time::{timeout, Instant};
+
+use super::peers::{PeerInfo, Peers};
+use crate::clock::now_us;
+use crate::config::LinkSettings;
+use crate::link::{
+    self, quic, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
+};
+use crate::log::{FullReason, HistoryEntry, Log, LogError, PsyncDecision, SnapshotMeta};
+use crate::metrics::Metrics;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const LOG_CHUNK: usize = 1 << 20;
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Application close codes.
+pub const CLOSE_PROTOCOL: u32 = 1;
+pub const CLOSE_SHUTDOWN: u32 = 2;
+
+/// Why a downstream agent's session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentServeError {
+    #[error("link: {0}")]
+    Link(#[from] LinkError),
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("snapshot file {path}: {source}")]
+    Snapshot {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Everything the agent server needs.
+#[derive(Clone)]
+pub struct AgentServeCtx {
+    pub log: Log,
+    pub metrics: Arc<Metrics>,
+    pub peers: Arc<Peers>,
+    pub link: LinkSettings,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Accepts downstream agents until shutdown; refused handshakes are logged with the address.
+pub async fn run(endpoint: quinn::Endpoint, ctx: AgentServeCtx) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = shutdown.changed() => break,
+        };
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match quic::accept(incoming).await {
+                Ok(conn) => serve_conn(conn, remote, c).await,
+                Err(e) => {
+                    c.metrics
+                        .served_refusals
+                        .with_label_values(&["agent", "tls"])
+                        .inc();
+                    tracing::warn!(peer = %remote, "refused agent connection from {remote}: {e}");
+                }
+            }
+        });
+    }
+    endpoint.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
+}
+
+async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServeCtx) {
+    let name = quic::peer_name(&conn).unwrap_or_else(|| remote.to_string());
+    let peer_id = ctx.peers.insert(PeerInfo {
+        name: name.clone(),
+        addr: remote.to_string(),
+        ack: 0,
+        sent: 0,
+        state: "handshake",
+    });
+    ctx.metrics.connected_agents.set(ctx.peers.len() as i64);
+    let result = tokio::select! {
+        r = session(&conn, &name, peer_id, &ctx) => r,
+        _ = crate::metrics::wire::count(&conn, &ctx.metrics, &name) => Ok(()),
+    };
+    match &result {
+        Ok(()) | Err(AgentServeError::Shutdown) => {
+            conn.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
+        }
+        Err(AgentServeError::Protocol(msg)) => {
+            tracing::warn!(peer = %name, addr = %remote, "closing agent link: protocol error: {msg}");
+            conn.close(quinn::VarInt::from_u32(CLOSE_PROTOCOL), msg.as_bytes());
+        }
+        Err(e) => tracing::info!(peer = %name, addr = %remote, "agent link ended: {e}"),
+    }
+    ctx.peers.remove(peer_id);
+    ctx.metrics.connected_agents.set(ctx.peers.len() as i64);
+    let _ = ctx
+        .metrics
+        .downstream_agent_ack_offset
+        .remove_label_values(&[&name]);
+    let _ = ctx
+        .metrics
+        .downstream_agent_lag_bytes
+        .remove_label_values(&[&name]);
+}
+
+async fn session(
+    conn: &quinn::Connection,
+    name: &str,
+    peer_id: u64,
+    ctx: &AgentServeCtx,
+) -> Result<(), AgentServeError> {
+    let (send, recv) = timeout(HELLO_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| AgentServeError::Protocol("no stream opened within 10s".into()))?
+        .map_err(|e| {
+            AgentServeError::Link(LinkError::Connection {
+                addr: conn.remote_address(),
+                source: e,
+            })
+        })?;
+    let mut reader = FrameReader::new(recv, MAX_FRAME);
+    let mut writer = FrameWriter::new(send);
+    let hello = timeout(HELLO_TIMEOUT, reader.next())
+        .await
+        .map_err(|_| AgentServeError::Protocol("no Hello within 10s".into()))?
+        .map_err(bad_frames)?;
+    let (replid, next_offset) = match hello {
+        Some(Frame::Hello {
+            version,
+            name: their_name,
+            replid,
+            next_offset,
+        }) => {
+            if version != PROTOCOL_VERSION {
+                let msg = format!("protocol version {version} is not supported (this agent speaks {PROTOCOL_VERSION})");
+                let _ = writer
+                    .send(&Frame::Error {
+                        code: CLOSE_PROTOCOL,
+                        message: msg.clone(),
+                    })
+                    .await;
+                return Err(AgentServeError::Protocol(msg));
+            }
+            tracing::info!(peer = %name, "agent {their_name} connected, asks for {}:{next_offset}", replid.as_deref().unwrap_or("?"));
+            (replid, next_offset)
+        }
+        Some(other) => {
+            return Err(AgentServeError::Protocol(format!(
+                "expected Hello, got {}",
+                other.name()
+            )))
+        }
+        None => return Ok(()),
+    };
+    let acks = read_acks(reader, name, peer_id, ctx);
+    let feed = feed(&mut writer, name, peer_id, ctx, replid, next_offset);
+    tokio::select! {
+        r = acks => r,
+        r = feed => r,
+    }
+}
+
+fn bad_frames(e: LinkError) -> AgentServeError {
+    match e {
+        LinkError::Frame(f) => AgentServeError::Protocol(format!("malformed frame: {f}")),
+        other => AgentServeError::Link(other),
+    }
+}
+
+/// Reads the downstream's ACKs; anything else is a protocol error.
+async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
+    mut reader: FrameReader<R>,
+    name: &str,
+    peer_id: u64,
+    ctx: &AgentServeCtx,
+) -> Result<(), AgentServeError> {
+    loop {
+        match reader.next().await.map_err(bad_frames)? {
+            Some(Frame::Ack { durable }) => {
+                ctx.peers.update(peer_id, |p| p.ack = p.ack.max(durable));
+                ctx.metrics
+                    .downstream_agent_ack_offset
+                    .with_label_values(&[name])
+                    .set(durable as i64);
+                let head = ctx.log.current().map(|c| c.1).unwrap_or(0);
+                ctx.metrics
+                    .downstream_agent_lag_bytes
+                    .with_label_values(&[name])
+                    .set(head.saturating_sub(durable) as i64);
+            }
+            Some(other) => {
+                return Err(AgentServeError::Protocol(format!(
+                    "unexpected {} frame from a downstream agent",
+                    other.name()
+                )))
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Decides, sends the snapshot if needed, then streams; starts over after a new epoch.
+async fn feed(
+    w: &mut FrameWriter,
+    name: &str,
+    peer_id: u64,
+    ctx: &AgentServeCtx,
+    mut replid: Option<String>,
+    mut pos: u64,
+) -> Result<(), AgentServeError> {
+    let mut epoch_rx = ctx.log.subscribe_epoch();
+    loop {
+        epoch_rx.borrow_and_update();
+        let (epoch, history) = ctx.log.history();
+        let decision = match &replid {
+            None => PsyncDecision::Full {
+                reason: FullReason::FirstSync,
+            },
+            Some(id) => ctx.log.decide(id, pos),
+        };
+        let mut sent_idx = match decision {
+            PsyncDecision::Continue { replid: current } => {
+                w.send(&Frame::Continue {
+                    replid: current,
+                    offset: pos,
+                })
+                .await?;
+                ctx.metrics
+                    .served_partial_syncs
+                    .with_label_values(&["agent"])
+                    .inc();
+                tracing::info!(peer = %name, "partial resync from offset {pos}");
+                let asked = replid.as_deref().unwrap_or_default();
+                history
+                    .iter()
+                    .position(|h| h.replid.eq_ignore_ascii_case(asked))
+                    .unwrap_or(history.len().saturating_sub(1))
+            }
+            PsyncDecision::Full { reason } => {
+                let (snap, current) = send_snapshot(w, name, ctx, reason).await?;
+                pos = snap.offset + 1;
+                replid = Some(current);
+                ctx.log.history().1.len().saturating_sub(1)
+            }
+        };
+        ctx.peers.update(peer_id, |p| {
+            p.state = "streaming";
+            p.sent = pos;
+        });
+        match stream(
+            w,
+            name,
+            peer_id,
+            ctx,
+            &mut pos,
+            &mut sent_idx,
+            &mut epoch_rx,
+        )
+        .await
+        {
+            Err(AgentServeError::Log(LogError::Gone { .. })) => {
+                let (now_epoch, now_history) = ctx.log.history();
+                if now_epoch != epoch {
+                    w.send(&Frame::NewEpoch {
+                        reason: "upstream started a new epoch (full resync from the origin)".into(),
+                    })
+                    .await?;
+                } else {
+                    tracing::warn!(peer = %name, "offset {pos} left the log (retention); the agent needs a full sync");
+                }
+                replid = now_history
+                    .get(sent_idx)
+                    .or(history.get(sent_idx))
+                    .map(|h| h.replid.clone())
+                    .or(replid);
+            }
+            Err(AgentServeError::Log(LogError::Corrupt { offset, path })) => {
+                tracing::error!(peer = %name, "corrupt log record at offset {offset} in {}: not sent; the agent will get a full sync", path.display());
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Waits for a usable snapshot (heartbeating meanwhile) and sends it; returns it and the
+/// replid announced.
+async fn send_snapshot(
+    w: &mut FrameWriter,
+    name: &str,
+    ctx: &AgentServeCtx,
+    reason: FullReason,
+) -> Result<(SnapshotMeta, String), AgentServeError> {
+    let mut shutdown = ctx.shutdown.clone();
+    let snap = loop {
+        if let Some(s) = ctx.log.snapshot_for_full_sync() {
+            break s;
+        }
+        w.send(&heartbeat(&ctx.log)).await?;
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.link.heartbeat) => {}
+            _ = shutdown.changed() => return Err(AgentServeError::Shutdown),
+        }
+    };
+    let current = ctx
+        .log
+        .current()
+        .map(|c| c.0)
+        .unwrap_or_else(|| snap.replid.clone());
+    tracing::info!(peer = %name, "full sync ({}): sending snapshot at offset {} ({} bytes)", reason.as_str(), snap.offset, snap.size);
+    ctx.metrics
+        .served_full_syncs
+        .with_label_values(&["agent", reason.as_str()])
+        .inc();
+    w.send(&Frame::Full {
+        replid: current.clone(),
+        offset: snap.offset,
+        rdb_version: snap.rdb_version,
+        size: snap.size,
+        reason: reason.as_str().to_string(),
+    })
+    .await?;
+    let snap_err = |source| AgentServeError::Snapshot {
+        path: snap.path.clone(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(&snap.path).await.map_err(snap_err)?;
+    let mut left = snap.size;
+    while left > 0 {
+        let mut buf = bytes::BytesMut::with_capacity(SNAPSHOT_CHUNK);
+        let want = (left as usize).min(SNAPSHOT_CHUNK);
+        while buf.len() < want {
+            let n = (&mut file)
+                .take((want - buf.len()) as u64)
+                .read_buf(&mut buf)
+                .await
+                .map_err(snap_err)?;
+            if n == 0 {
+                return Err(snap_err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "snapshot shorter than recorded",
+                )));
+            }
+        }
+        left -= buf.len() as u64;
+        ctx.metrics
+            .link_stream_bytes
+            .with_label_values(&[name, "sent"])
+            .inc_by(buf.len() as u64);
+        w.send(&Frame::SnapshotChunk { data: buf.freeze() }).await?;
+    }
+    w.send(&Frame::SnapshotEnd).await?;
+    Ok((snap, current))
+}
+
+fn heartbeat(log: &Log) -> Frame {
+    let s = log.status();
+    Frame::Heartbeat {
+        head: s.head,
+        head_timestamp_us: s.head_timestamp_us,
+        now_us: now_us(),
+    }
+}
+
+/// Streams log frames from `*pos`, inserting replid switches exactly where they start.
+async fn stream(
+    w: &mut FrameWriter,
+    name: &str,
+    peer_id: u64,
+    ctx: &AgentServeCtx,
+    pos: &mut u64,
+    sent_idx: &mut usize,
+    epoch_rx: &mut watch::Receiver<u64>,
+) -> Result<(), AgentServeError> {
+    let mut reader = ctx.log.reader(*pos)?;
+    let mut history: Vec<HistoryEntry>;
+    let mut beat = tokio::time::interval(ctx.link.heartbeat);
+    let mut shutdown = ctx.shutdown.clone();
+    let mut pacer = Pacer::new(ctx.link.max_bandwidth);
+    loop {
+        tokio::select! {
+            chunk = reader.next(LOG_CHUNK) => {
+                let chunk = chunk?;
+                // A switch may have landed after the last refresh; the history is a few entries.
+                history = ctx.log.history().1;
+                let mut data = chunk.data;
+                let mut offset = chunk.offset;
+                while !data.is_empty() {
+                    // Switches that start at or before this byte go first.
+                    while let Some(h) = history.get(*sent_idx + 1).filter(|h| h.start <= offset) {
+                        w.send(&Frame::ReplidSwitch { replid: h.replid.clone(), start: h.start }).await?;
+                        *sent_idx += 1;
+                    }
+                    let cut = history
+                        .get(*sent_idx + 1)
+                        .map(|h| ((h.start - offset) as usize).min(data.len()))
+                        .unwrap_or(data.len());
+                    let part = data.split_to(cut);
+                    let n = part.len() as u64;
+                    let frame = link::log_frame(offset, chunk.timestamp_us, part, ctx.link.compression, ctx.link.zstd_level)
+                        .map_err(|e| AgentServeError::Protocol(format!("compressing a log frame: {e}")))?;
+                    w.send(&frame).await?;
+                    ctx.metrics.link_stream_bytes.with_label_values(&[name, "sent"]).inc_by(n);
+                    offset += n;
+                    pacer.spent(n).await;
+                }
+                *pos = offset;
+                ctx.peers.update(peer_id, |p| p.sent = offset);
+            }
+            _ = epoch_rx.changed() => {
+                // A new epoch ends this reader with Gone; a switch is picked up with the next chunk.
+                epoch_rx.borrow_and_update();
+            }
+            _ = beat.tick() => {
+                w.send(&heartbeat(&ctx.log)).await?;
+            }
+            _ = shutdown.changed() => return Err(AgentServeError::Shutdown),
+        }
+    }
+}
+
+/// Paces sending to `max_bandwidth` bytes per second (0 = unlimited).
+struct Pacer {
+    rate: u64,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Self {
+        Pacer {
+            rate,
+            start: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    async fn spent(&mut self, n: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        self.sent += n;
+        let due = self.start + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        // Forget history older than a few seconds so an idle period does not bank a burst.
+        if self.start.elapsed() > Duration::from_secs(5) {
+            self.start = Instant::now();
+            self.sent = 0;
+        }
+    }
+}

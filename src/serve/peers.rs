@@ -1,0 +1,127 @@
+//! The registry of downstream agents connected to this agent: their acknowledged durable
+//! offsets (for metrics and for `ack = "remote"`), and what was sent to them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+/// One connected downstream agent.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Its certificate name (or address when it has none).
+    pub name: String,
+    pub addr: String,
+    /// Highest durable offset it acknowledged.
+    pub ack: u64,
+    /// Next offset to send it.
+    pub sent: u64,
+    pub state: &'static str,
+}
+
+/// Connected downstream agents.
+pub struct Peers {
+    next_id: AtomicU64,
+    map: Mutex<BTreeMap<u64, PeerInfo>>,
+    /// The lowest acknowledged offset among connected peers, never moving backwards; stays
+    /// where it was while no peer is connected.
+    remote_ack: watch::Sender<u64>,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Peers {
+            next_id: AtomicU64::new(0),
+            map: Mutex::new(BTreeMap::new()),
+            remote_ack: watch::channel(0).0,
+        }
+    }
+}
+
+impl Peers {
+    pub fn insert(&self, info: PeerInfo) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, info);
+        id
+    }
+
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut PeerInfo)) {
+        let mut g = self.lock();
+        if let Some(p) = g.get_mut(&id) {
+            f(p);
+        }
+        let min = g.values().map(|p| p.ack).min();
+        drop(g);
+        if let Some(min) = min {
+            self.remote_ack.send_if_modified(|cur| {
+                let changed = min > *cur;
+                *cur = (*cur).max(min);
+                changed
+            });
+        }
+    }
+
+    pub fn remove(&self, id: u64) -> Option<PeerInfo> {
+        self.lock().remove(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn snapshot(&self) -> Vec<PeerInfo> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Watches the lowest durable offset acknowledged by the connected peers.
+    pub fn subscribe_remote_ack(&self) -> watch::Receiver<u64> {
+        self.remote_ack.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, PeerInfo>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(ack: u64) -> PeerInfo {
+        PeerInfo {
+            name: "p".into(),
+            addr: "a".into(),
+            ack,
+            sent: 0,
+            state: "streaming",
+        }
+    }
+
+    #[test]
+    fn remote_ack_is_the_minimum_and_never_moves_back() {
+        let peers = Peers::default();
+        let rx = peers.subscribe_remote_ack();
+        let a = peers.insert(peer(0));
+        let b = peers.insert(peer(0));
+        peers.update(a, |p| p.ack = 100);
+        assert_eq!(*rx.borrow(), 0, "b has acked nothing yet");
+        peers.update(b, |p| p.ack = 50);
+        assert_eq!(*rx.borrow(), 50);
+        peers.remove(b);
+        peers.update(a, |p| p.ack = 120);
+        assert_eq!(*rx.borrow(), 120);
+        peers.remove(a);
+        let c = peers.insert(peer(10));
+        peers.update(c, |_| {});
+        assert_eq!(
+            *rx.borrow(),
+            120,
+            "a late peer does not pull the ack backwards"
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! The downstream side of an agent-to-agent link: connect to the upstream agent over QUIC with
+//! mutual TLS, say which (replid, offset) this log holds, then write what arrives (snapshot,
+//! log frames, replid switches) into the local log and acknowledge the durable offset.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::watch;
+
+use super::UpstreamError;
+use crate::config::LinkSettings;
+use crate::link::{
+    self, quic, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
+};
+use crate::log::{Log, SnapshotWriter};
+use crate::metrics::{Health, Metrics};
+use crate::rdb::RdbVerifier;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the agent upstream link needs.
+#[derive(Clone)]
+pub struct AgentUpstreamCtx {
+    /// Our node name, sent in Hello.
+    pub name: String,
+    pub addr: String,
+    pub server_name: String,
+    pub endpoint: quinn::Endpoint,
+    pub link: LinkSettings,
+    pub log: Log,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+/// Runs the link until shutdown, reconnecting with jittered backoff; an outage is just a
+/// longer pause before the next partial resume.
+pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
+    let mut failures: u32 = 0;
+    let mut first = true;
+    loop {
+        if !first {
+            ctx.metrics.upstream_reconnects.inc();
+        }
+        first = false;
+        let mut streamed = false;
+        let result = tokio::select! {
+            r = session(&ctx, &mut streamed) => r,
+            _ = shutdown.changed() => break,
+        };
+        ctx.metrics.upstream_connected.set(0);
+        ctx.health.upstream_up.store(false, Ordering::Relaxed);
+        if streamed {
+            failures = 0;
+        }
+        match result {
+            Ok(()) => tracing::info!(upstream = %ctx.addr, "upstream agent closed the link"),
+            Err(UpstreamError::Log(e)) => {
+                ctx.health.log_writable.store(false, Ordering::Relaxed);
+                tracing::error!("cannot write the replication log: {e}; link paused");
+            }
+            Err(e) => tracing::warn!(upstream = %ctx.addr, "agent link lost: {e}"),
+        }
+        failures = failures.saturating_add(1);
+        let base = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+        let jitter = rand::rng().random_range(0.5..1.5);
+        tokio::select! {
+            _ = tokio::time::sleep(base.mul_f64(jitter)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    ctx.endpoint
+        .close(quinn::VarInt::from_u32(2), b"shutting down");
+}
+
+fn link_err(e: LinkError) -> UpstreamError {
+    match e {
+        LinkError::Frame(f) => {
+            UpstreamError::Protocol(format!("malformed frame from upstream agent: {f}"))
+        }
+        other => UpstreamError::Io(other.to_string()),
+    }
+}
+
+async fn session(ctx: &AgentUpstreamCtx, streamed: &mut bool) -> Result<(), UpstreamError> {
+    let target = tokio::net::lookup_host(&ctx.addr)
+        .await
+        .map_err(|e| UpstreamError::Io(format!("resolving {}: {e}", ctx.addr)))?
+        .next()
+        .ok_or_else(|| UpstreamError::Io(format!("{} resolves to no address", ctx.addr)))?;
+    let conn = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        quic::connect(&ctx.endpoint, target, &ctx.server_name),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(format!("QUIC handshake with {target}")))?
+    .map_err(link_err)?;
+    let result = tokio::select! {
+        r = stream(ctx, &conn, streamed) => r,
+        _ = crate::metrics::wire::count(&conn, &ctx.metrics, "upstream") => Ok(()),
+    };
+    if let Err(UpstreamError::Protocol(msg)) = &result {
+        conn.close(
+            quinn::VarInt::from_u32(crate::serve::agent::CLOSE_PROTOCOL),
+            msg.as_bytes(),
+        );
+    }
+    result
+}
+
+/// A snapshot being received.
+struct Incoming {
+    writer: SnapshotWriter,
+    verifier: RdbVerifier,
+    replid: String,
+    offset: u64,
+    size: u64,
+    reason: String,
+}
+
+async fn stream(
+    ctx: &AgentUpstreamCtx,
+    conn: &quinn::Connection,
+    streamed: &mut bool,
+) -> Result<(), UpstreamError> {
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| UpstreamError::Io(format!("opening a stream: {e}")))?;
+    let mut writer = FrameWriter::new(send);
+    let mut reader = FrameReader::new(recv, MAX_FRAME);
+    let position = ctx.log.current();
+    writer
+        .send(&Frame::Hello {
+            version: PROTOCOL_VERSION,
+            name: ctx.name.clone(),
+            replid: position.as_ref().map(|p| p.0.clone()),
+            next_offset: position.as_ref().map(|p| p.1 + 1).unwrap_or(0),
+        })
+        .await
+        .map_err(link_err)?;
+    let mut durable_rx = ctx.log.subscribe_durable();
+    let mut incoming: Option<Incoming> = None;
+    let raw_name = "upstream";
+    loop {
+        let frame = tokio::select! {
+            f = reader.next() => f.map_err(link_err)?,
+            _ = durable_rx.changed() => {
+                let durable = *durable_rx.borrow_and_update();
+                writer.send(&Frame::Ack { durable }).await.map_err(link_err)?;
+                continue;
+            }
+        };
+        let Some(frame) = frame else { return Ok(()) };
+        ctx.metrics.upstream_view.heard(0, 0);
+        match frame {
+            Frame::Continue { replid, offset } => {
+                let expect = ctx.log.current().map(|c| c.1 + 1).unwrap_or(0);
+                if offset != expect {
+                    return Err(UpstreamError::Protocol(format!(
+                        "Continue at {offset}, but this log needs {expect}"
+                    )));
+                }
+                tracing::info!(upstream = %ctx.addr, "partial resync from offset {offset} (upstream replid {replid})");
+                ctx.metrics.upstream_partial_syncs.inc();
+                online(ctx, streamed);
+                let durable = *durable_rx.borrow();
+                writer
+                    .send(&Frame::Ack { durable })
+                    .await
+                    .map_err(link_err)?;
+            }
+            Frame::NewEpoch { reason } => {
+                tracing::warn!(upstream = %ctx.addr, "upstream agent started a new epoch ({reason}); a full sync follows and every downstream replica will need one too");
+            }
+            Frame::Full {
+                replid,
+                offset,
+                rdb_version,
+                size,
+                reason,
+            } => {
+                tracing::info!(upstream = %ctx.addr, "full sync ({reason}): receiving snapshot {replid}:{offset}, {size} bytes, rdb v{rdb_version}");
+                if ctx.log.current().is_some() {
+                    tracing::warn!(upstream = %ctx.addr, "upstream agent could not resume this log ({reason}): starting a new epoch");
+                }
+                incoming = Some(Incoming {
+                    writer: ctx.log.begin_snapshot()?,
+                    verifier: RdbVerifier::new(),
+                    replid,
+                    offset,
+                    size,
+                    reason,
+                });
+            }
+            Frame::SnapshotChunk { data } => {
+                let inc = incoming
+                    .as_mut()
+                    .ok_or_else(|| UpstreamError::Protocol("SnapshotChunk without Full".into()))?;
+                if inc.writer.written() + data.len() as u64 > inc.size {
+                    return Err(UpstreamError::Protocol(
+                        "snapshot larger than announced".into(),
+                    ));
+                }
+                inc.verifier.feed(&data);
+                inc.writer.write(&data)?;
+                ctx.metrics
+                    .link_stream_bytes
+                    .with_label_values(&[raw_name, "received"])
+                    .inc_by(data.len() as u64);
+            }
+            Frame::SnapshotEnd => {
+                let inc = incoming
+                    .take()
+                    .ok_or_else(|| UpstreamError::Protocol("SnapshotEnd without Full".into()))?;
+                if inc.writer.written() != inc.size {
+                    return Err(UpstreamError::Protocol(format!(
+                        "snapshot ended at {} of {} bytes",
+                        inc.writer.written(),
+                        inc.size
+                    )));
+                }
+                let (version, crc_ok) = inc.verifier.verdict().map_err(|e| {
+                    UpstreamError::Protocol(format!("snapshot from upstream agent: {e}"))
+                })?;
+                if crc_ok == Some(false) {
+                    return Err(UpstreamError::Protocol(
+                        "snapshot from upstream agent fails its CRC-64 check".into(),
+                    ));
+                }
+                let (writer, replid, offset) = (inc.writer, inc.replid, inc.offset);
+                let meta = tokio::task::block_in_place(|| {
+                    writer.finish(&replid, offset, version, crc_ok)
+                })?;
+                ctx.log.start_epoch(meta)?;
+                let reason = if inc.reason == "first_sync" {
+                    "first_sync"
+                } else {
+                    "new_epoch"
+                };
+                ctx.metrics
+                    .upstream_full_syncs
+                    .with_label_values(&[reason])
+                    .inc();
+                online(ctx, streamed);
+            }
+            Frame::Log {
+                offset,
+                timestamp_us,
+                compressed,
+                raw_len,
+                data,
+            } => {
+                let payload = link::log_payload(compressed, raw_len, &data, MAX_FRAME)
+                    .map_err(|e| UpstreamError::Protocol(format!("log frame at {offset}: {e}")))?;
+                append(ctx, offset, timestamp_us, payload)?;
+            }
+            Frame::Heartbeat {
+                head,
+                head_timestamp_us,
+                ..
+            } => {
+                ctx.metrics.upstream_view.heard(head, head_timestamp_us);
+            }
+            Frame::ReplidSwitch { replid, start } => {
+                let next = ctx.log.current().map(|c| c.1 + 1).unwrap_or(0);
+                if start != next {
+                    return Err(UpstreamError::Protocol(format!(
+                        "replid switch at {start}, but this log is at {next}"
+                    )));
+                }
+                tracing::info!(upstream = %ctx.addr, "replid switch to {replid} at offset {start}");
+                ctx.log.switch_replid(&replid)?;
+                ctx.metrics.upstream_replid_switches.inc();
+            }
+            Frame::Error { code, message } => {
+                return Err(UpstreamError::Refused(format!(
+                    "upstream agent error {code}: {message}"
+                )));
+            }
+            other => {
+                return Err(UpstreamError::Protocol(format!(
+                    "unexpected {} frame from upstream agent",
+                    other.name()
+                )))
+            }
+        }
+    }
+}
+
+fn online(ctx: &AgentUpstreamCtx, streamed: &mut bool) {
+    *streamed = true;
+    ctx.metrics.upstream_connected.set(1);
+    ctx.health.upstream_up.store(true, Ordering::Relaxed);
+    ctx.health.log_writable.store(true, Ordering::Relaxed);
+}
+
+/// Appends stream bytes that start at `offset`, skipping any part this log already holds.
+fn append(
+    ctx: &AgentUpstreamCtx,
+    offset: u64,
+    ts: u64,
+    mut payload: bytes::Bytes,
+) -> Result<(), UpstreamError> {
+    let next = ctx
+        .log
+        .current()
+        .map(|c| c.1 + 1)
+        .ok_or(UpstreamError::Protocol(
+            "log frame before any snapshot".into(),
+        ))?;
+    let end = offset + payload.len() as u64;
+    if offset > next {
+        return Err(UpstreamError::Protocol(format!(
+            "log frame at {offset} leaves a gap after {next}"
+        )));
+    }
+    if end <= next {
+        return Ok(());
+    }
+    let skip = (next - offset) as usize;
+    let data = payload.split_off(skip);
+    let n = data.len() as u64;
+    ctx.log.append(data, ts)?;
+    ctx.metrics.upstream_stream_bytes.inc_by(n);
+    ctx.metrics
+        .link_stream_bytes
+        .with_label_values(&["upstream", "received"])
+        .inc_by(n);
+    ctx.metrics.upstream_view.heard(end - 1, ts);
+    Ok(())
+}
