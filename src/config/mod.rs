@@ -489,4 +489,45 @@ fsync = "always"
             );
         }
     }
+
+    #[test]
+    fn quic_sides_need_readable_tls_files() {
+        let e = parse("data_dir = \"d\"\n[upstream]\nagent = \"site-a:7443\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.lines().any(|l| l.starts_with("tls:")), "{e}");
+        let e = parse(
+            "data_dir = \"d\"\n[upstream]\nagent = \"site-a:7443\"\n[tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/b.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls.ca: cannot read /nonexistent/ca.pem"), "{e}");
+        assert!(e.contains("tls.key: is required"), "{e}");
+        let e = parse("data_dir = \"d\"\n[upstream]\nredis = \"a:1\"\nack = \"remote\"\n[link]\ncompression = \"lz4\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream.ack"), "{e}");
+        assert!(e.contains("link.compression"), "{e}");
+    }
+
+    #[test]
+    fn agent_upstream_defaults_server_name_to_its_host() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "b.pem", "b.key"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let d = dir.path().display();
+        let c = parse(&format!(
+            "data_dir = \"d\"\n[upstream]\nagent = \"site-a.example.net:7443\"\n[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/b.pem\"\nkey = \"{d}/b.key\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.source,
+            Source::Agent {
+                addr: "site-a.example.net:7443".into(),
+                server_name: "site-a.example.net".into()
+            }
+        );
+        assert_eq!(c.link.compression, crate::link::Compression::Zstd);
+    }
 }
