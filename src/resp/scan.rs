@@ -25,6 +25,9 @@ pub struct ScanResult {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
+    /// Looking for the start of a command (a `*` at the start of a line), after starting in the
+    /// middle of the stream or after a parse error in tolerant mode.
+    Resync { after_lf: bool },
     /// Between commands.
     Boundary,
     /// Saw `\r` between commands; a `\n` must follow.
@@ -62,6 +65,9 @@ pub struct StreamScanner {
     args: [[u8; MAX_INSPECT]; 2],
     /// Lengths of the first two arguments (`None`: too long to inspect).
     arg_lens: [Option<usize>; 2],
+    /// Tolerant mode: a parse error resynchronises instead of failing.
+    tolerant: bool,
+    resyncs: u64,
 }
 
 impl Default for StreamScanner {
@@ -82,7 +88,26 @@ impl StreamScanner {
             bulk_len: 0,
             args: [[0; MAX_INSPECT]; 2],
             arg_lens: [None; 2],
+            tolerant: false,
+            resyncs: 0,
         }
+    }
+
+    /// A scanner for a stream joined at an arbitrary byte (a partial resync can start in the
+    /// middle of a command): it first looks for a line starting with `*`, and any later parse
+    /// error makes it look again instead of failing. It may then miss or misread a command
+    /// until it is aligned again, which only matters for GETACK detection.
+    pub fn tolerant() -> Self {
+        StreamScanner {
+            state: State::Resync { after_lf: true },
+            tolerant: true,
+            ..Self::new()
+        }
+    }
+
+    /// How many times a tolerant scanner had to resynchronise.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
     }
 
     /// True when all bytes fed so far end exactly at a command boundary (also before any input).
@@ -95,19 +120,45 @@ impl StreamScanner {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let result = self.scan(chunk);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
-    }
-
-    fn scan(&mut self, chunk: &[u8]) -> Result<ScanResult, RespError> {
         let mut result = ScanResult::default();
         let mut i = 0;
+        loop {
+            match self.scan(chunk, &mut i, &mut result) {
+                Ok(()) => return Ok(result),
+                Err(_) if self.tolerant => {
+                    self.resyncs += 1;
+                    let after_lf = i > 0 && chunk.get(i - 1) == Some(&b'\n');
+                    self.state = State::Resync { after_lf };
+                }
+                Err(e) => {
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn scan(
+        &mut self,
+        chunk: &[u8],
+        pos: &mut usize,
+        result: &mut ScanResult,
+    ) -> Result<(), RespError> {
+        let mut i = *pos;
         while let Some(&b) = chunk.get(i) {
             i += 1;
+            *pos = i;
             match self.state {
+                State::Resync { after_lf } => {
+                    if after_lf && b == b'*' {
+                        self.line_len = 0;
+                        self.state = State::ArrayHeader;
+                    } else {
+                        self.state = State::Resync {
+                            after_lf: b == b'\n',
+                        };
+                    }
+                }
                 State::Boundary => match b {
                     b'*' => {
                         self.line_len = 0;
@@ -164,6 +215,7 @@ impl StreamScanner {
                     let data = chunk.get(start..start + take).unwrap_or(&[]);
                     self.capture(data, left);
                     i = start + take;
+                    *pos = i;
                     let left = left - take as u64;
                     self.state = if left == 0 {
                         State::BulkCr
@@ -191,7 +243,7 @@ impl StreamScanner {
                 }
             }
         }
-        Ok(result)
+        Ok(())
     }
 
     /// Adds one byte to the header line; returns the parsed number once the line is complete.
@@ -406,5 +458,24 @@ mod tests {
         s.feed(&[b'0'; MAX_HEADER_LINE - 2]).unwrap();
         s.feed(b"1\r\nx\r\n").unwrap();
         assert!(s.at_boundary());
+    }
+
+    #[test]
+    fn tolerant_scanner_joins_mid_command_and_survives_garbage() {
+        let mut stream = cmd(&[b"SET", b"key", b"a value with\r\n*3 inside"]);
+        stream.extend_from_slice(&cmd(&[b"SET", b"k2", b"v2"]));
+        stream.extend_from_slice(GETACK);
+        for start in 0..stream.len() {
+            let mut s = StreamScanner::tolerant();
+            let r = s.feed(&stream[start..]).expect("tolerant never fails");
+            if start <= stream.len() - GETACK.len() {
+                assert_eq!(r.getack, Some(stream.len() - start), "joined at {start}");
+                assert!(s.at_boundary());
+            }
+        }
+        let mut s = StreamScanner::tolerant();
+        s.feed(b"\r\n*2\r\n$x garbage\n").unwrap();
+        assert!(s.resyncs() >= 1);
+        assert_eq!(s.feed(GETACK).unwrap().getack, Some(GETACK.len()));
     }
 }

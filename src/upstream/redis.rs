@@ -158,7 +158,9 @@ async fn session(ctx: &UpstreamCtx) -> Result<(), UpstreamError> {
 async fn stream(ctx: &UpstreamCtx, conn: Conn, ack_now: Option<u64>) -> Result<(), UpstreamError> {
     let (sock, mut buf) = conn.into_parts();
     let (mut rd, mut wr) = sock.into_split();
-    let mut scanner = StreamScanner::new();
+    // A partial resync resumes at whatever byte the log ended on, possibly mid-command; the
+    // scanner only finds GETACKs, so it must never end the link: it resynchronises instead.
+    let mut scanner = StreamScanner::tolerant();
     let mut durable_rx = ctx.log.subscribe_durable();
     // Without remote acks this channel never changes (its sender lives in the local scope).
     let (_never_tx, never_rx) = watch::channel(0u64);
