@@ -63,6 +63,8 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         "replication log opened"
     );
     let metrics = Metrics::new(&cfg.name)?;
+    let fsync_hist = metrics.log_fsync_seconds.clone();
+    log.set_fsync_observer(move |d| fsync_hist.observe(d.as_secs_f64()));
     let health = Health::new();
     let replica_listener = TcpListener::bind(cfg.listen_redis)
         .await
@@ -153,6 +155,14 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         metrics: metrics.clone(),
         health: health.clone(),
         log: log.clone(),
+        node: cfg.name.clone(),
+        upstream_kind: match cfg.source {
+            Source::Redis => "redis",
+            Source::Agent { .. } => "agent",
+        },
+        upstream_addr: serve_ctx.upstream.clone(),
+        replicas: serve_ctx.replicas.clone(),
+        peers: peers.clone(),
     };
     tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx)));
     tasks.push(tokio::spawn(admin::serve(

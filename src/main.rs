@@ -27,6 +27,19 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show an agent's links and replicas (role, peer, state, offsets, lag, last sync type).
+    /// Exits 1 when any lag exceeds --max-lag, 2 when the agent cannot be reached.
+    Status {
+        /// The agent's admin listener.
+        #[arg(long, default_value = "http://127.0.0.1:9187")]
+        admin: String,
+        /// Print the JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Fail (exit 1) when any lag in seconds exceeds this, e.g. "10s".
+        #[arg(long)]
+        max_lag: Option<String>,
+    },
     /// Development certificates for the QUIC links between agents.
     Certs {
         #[command(subcommand)]
@@ -83,6 +96,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::WanSim { args } => wan_sim(args),
+        Cmd::Status {
+            admin,
+            json,
+            max_lag,
+        } => status(&admin, json, max_lag.as_deref()),
         Cmd::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -116,6 +134,68 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
+    use georelay::metrics::status::{max_lag_seconds, render_table, Status};
+    let limit = match max_lag.map(georelay::units::parse_duration).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("georelay status: --max-lag: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let body = match http_get(admin, "/status") {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("georelay status: cannot read {admin}/status: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let status: Status = match serde_json::from_str(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("georelay status: {admin}/status is not a georelay status document: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!("{body}");
+    } else {
+        print!("{}", render_table(&status));
+    }
+    let worst = max_lag_seconds(&status);
+    match limit {
+        Some(l) if worst > l.as_secs_f64() => {
+            eprintln!(
+                "georelay status: lag {worst:.3}s exceeds --max-lag {}s",
+                l.as_secs_f64()
+            );
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// A minimal HTTP/1.1 GET against `http://host:port`.
+fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut sock = std::net::TcpStream::connect(hostport)?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    sock.read_to_string(&mut text)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        anyhow::bail!("{}", head.lines().next().unwrap_or("no status line"));
+    }
+    Ok(body.to_string())
 }
 
 fn wan_sim(args: Vec<String>) -> ExitCode {

@@ -242,3 +242,31 @@ fn new_replicas_full_sync_without_forking_the_origin() {
         2.0
     );
 }
+
+#[test]
+fn a_replica_that_arrives_before_the_first_snapshot_is_held_then_synced_once() {
+    let port = support::free_port();
+    let agent = Agent::start(&agent_config(&format!("127.0.0.1:{port}"), ""));
+    let replica = start_replica(&agent.addr(), &[]);
+    wait_until(
+        LONG,
+        "the replica is held (connected, waiting for a snapshot)",
+        || agent.metric("georelay_connected_replicas", &[]) == 1.0,
+    );
+    assert_eq!(
+        replica.info_field("replication", "master_link_status"),
+        "down"
+    );
+    let master = Redis::start_on(port, &[]);
+    write_mixed(master.port, 0, 2_000, "h");
+    wait_digests_equal(&master, &[&replica], LONG);
+    assert_eq!(
+        agent.metric("georelay_served_full_syncs_total", &[("kind", "redis")]),
+        1.0
+    );
+    assert_eq!(
+        agent.metric("georelay_served_partial_syncs_total", &[("kind", "redis")]),
+        0.0,
+        "the held replica was disconnected after its full sync"
+    );
+}

@@ -270,6 +270,16 @@ impl Log {
         }
     }
 
+    /// Registers a callback that receives the duration of every fsync pass (first call wins).
+    pub fn set_fsync_observer(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.shared.sync.observer.set(Box::new(f));
+    }
+
+    /// The configured retention budget for segments.
+    pub fn max_bytes(&self) -> u64 {
+        self.shared.cfg.max_bytes
+    }
+
     /// The epoch number and its replid history (cheap; for link servers that forward switches).
     pub fn history(&self) -> (u64, Vec<HistoryEntry>) {
         let g = self.shared.lock();

@@ -37,6 +37,8 @@ pub(crate) struct SyncCore {
     /// Serialises whole sync passes (thread vs. `close`).
     pass: Mutex<()>,
     pub durable_tx: watch::Sender<u64>,
+    /// Called with the duration of every sync pass that fsynced something (for metrics).
+    pub observer: std::sync::OnceLock<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +63,7 @@ impl SyncCore {
             cv: Condvar::new(),
             pass: Mutex::new(()),
             durable_tx,
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -115,9 +118,15 @@ impl SyncCore {
             let mut st = lock(&self.state);
             (std::mem::take(&mut st.dirty), st.written, st.gen)
         };
+        let started = Instant::now();
         for d in &dirty {
             if let Err(e) = d.file.sync_data() {
                 fatal(&d.path, &e);
+            }
+        }
+        if !dirty.is_empty() {
+            if let Some(observe) = self.observer.get() {
+                observe(started.elapsed());
             }
         }
         let st = lock(&self.state);

@@ -18,6 +18,12 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub log: Log,
+    pub node: String,
+    /// "redis" or "agent".
+    pub upstream_kind: &'static str,
+    pub upstream_addr: String,
+    pub replicas: Arc<crate::serve::Replicas>,
+    pub peers: Arc<crate::serve::peers::Peers>,
 }
 
 /// Serves admin requests until `shutdown` flips to true.
@@ -67,6 +73,11 @@ async fn handle(mut sock: TcpStream, state: AdminState) -> std::io::Result<()> {
             let body = state.metrics.render();
             respond(&mut sock, 200, "text/plain; version=0.0.4", &body).await
         }
+        "/status" => {
+            let body =
+                serde_json::to_vec_pretty(&super::status::collect(&state)).unwrap_or_default();
+            respond(&mut sock, 200, "application/json", &body).await
+        }
         "/healthz" | "/live" => respond(&mut sock, 200, "text/plain", b"ok\n").await,
         "/readyz" | "/ready" => match state.health.not_ready_reason() {
             None => respond(&mut sock, 200, "text/plain", b"ready\n").await,
@@ -85,7 +96,7 @@ async fn handle(mut sock: TcpStream, state: AdminState) -> std::io::Result<()> {
                 &mut sock,
                 404,
                 "text/plain",
-                b"not found; try /metrics, /healthz or /readyz\n",
+                b"not found; try /metrics, /status, /healthz or /readyz\n",
             )
             .await
         }

@@ -2,6 +2,7 @@
 //! log at scrape time. Metric and label names are a public interface (see README).
 
 pub mod admin;
+pub mod status;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::sync::atomic::AtomicU64;
 
 use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::log::Log;
@@ -33,6 +35,10 @@ pub struct Metrics {
     pub log_durable_offset: IntGauge,
     pub log_disk_bytes: IntGauge,
     pub log_segments: IntGauge,
+    pub log_max_bytes: IntGauge,
+    pub log_window_bytes: IntGauge,
+    pub log_window_seconds: Gauge,
+    pub log_fsync_seconds: Histogram,
     pub log_corruptions_total: IntGauge,
     pub snapshot_offset: IntGauge,
     pub snapshot_age_seconds: IntGauge,
@@ -53,10 +59,12 @@ pub struct Metrics {
     pub connected_replicas: IntGauge,
     pub replica_ack_offset: IntGaugeVec,
     pub replica_lag_bytes: IntGaugeVec,
+    pub replica_lag_seconds: GaugeVec,
     pub replicas_dropped: IntCounterVec,
     pub connected_agents: IntGauge,
     pub downstream_agent_ack_offset: IntGaugeVec,
     pub downstream_agent_lag_bytes: IntGaugeVec,
+    pub downstream_agent_lag_seconds: GaugeVec,
     pub link_bytes: IntCounterVec,
     pub link_stream_bytes: IntCounterVec,
     /// What this node knows of its upstream (for lag).
@@ -70,9 +78,24 @@ pub struct UpstreamView {
     pub head: AtomicU64,
     pub head_ts_us: AtomicU64,
     pub heard_us: AtomicU64,
+    /// 0 = none yet, 1 = partial, 2 = full.
+    pub last_sync: std::sync::atomic::AtomicU8,
 }
 
 impl UpstreamView {
+    pub fn synced(&self, full: bool) {
+        self.last_sync
+            .store(if full { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    pub fn last_sync(&self) -> &'static str {
+        match self.last_sync.load(Ordering::Relaxed) {
+            1 => "partial",
+            2 => "full",
+            _ => "",
+        }
+    }
+
     pub fn heard(&self, head: u64, head_ts_us: u64) {
         self.head.fetch_max(head, Ordering::Relaxed);
         self.head_ts_us.fetch_max(head_ts_us, Ordering::Relaxed);
@@ -83,6 +106,17 @@ impl UpstreamView {
 
 fn fgauge(reg: &Registry, name: &str, help: &str) -> Result<Gauge, MetricsError> {
     let g = Gauge::new(name, help)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn fgauge_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec, MetricsError> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(g.clone()))?;
     Ok(g)
 }
@@ -257,6 +291,19 @@ impl Metrics {
             downstream_agent_lag_bytes: gauge_vec(&r, "georelay_downstream_agent_lag_bytes", "Log head minus the downstream agent's acknowledged offset.", &["peer"])?,
             link_bytes: counter_vec(&r, "georelay_link_bytes_total", "UDP bytes on the QUIC link to/from a peer agent (after compression, with QUIC overhead).", &["peer", "direction"])?,
             link_stream_bytes: counter_vec(&r, "georelay_link_stream_bytes_total", "Replication stream bytes carried on the link to/from a peer agent, before compression.", &["peer", "direction"])?,
+            log_max_bytes: gauge(&r, "georelay_log_max_bytes", "Retention budget for log segments (log.max_bytes).")?,
+            log_window_bytes: gauge(&r, "georelay_log_window_bytes", "Bytes of stream the log can still serve for partial resyncs (head - first + 1).")?,
+            log_window_seconds: fgauge(&r, "georelay_log_window_seconds", "Age of the oldest stream byte the log still serves: how long a region can be cut off and still resume partially.")?,
+            log_fsync_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new("georelay_log_fsync_seconds", "Duration of log fsync passes (group commit).")
+                        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
+            replica_lag_seconds: fgauge_vec(&r, "georelay_replica_lag_seconds", "Now minus the origin timestamp of the oldest byte a served replica has not acknowledged; 0 when caught up.", &["replica"])?,
+            downstream_agent_lag_seconds: fgauge_vec(&r, "georelay_downstream_agent_lag_seconds", "Now minus the origin timestamp of the oldest byte a downstream agent has not acknowledged as durable; 0 when caught up.", &["peer"])?,
             upstream_view: UpstreamView::default(),
             registry: r,
         };
@@ -274,6 +321,23 @@ impl Metrics {
         self.log_durable_offset.set(s.durable as i64);
         self.log_disk_bytes.set(s.disk_bytes as i64);
         self.log_segments.set(s.segment_count as i64);
+        self.log_max_bytes.set(log.max_bytes() as i64);
+        let window = if s.history.is_empty() {
+            0
+        } else {
+            (s.head + 1).saturating_sub(s.first_valid)
+        };
+        self.log_window_bytes.set(window as i64);
+        let oldest = if window > 0 {
+            log.timestamp_at(s.first_valid)
+        } else {
+            None
+        };
+        self.log_window_seconds.set(
+            oldest
+                .map(|ts| crate::clock::now_us().saturating_sub(ts) as f64 / 1e6)
+                .unwrap_or(0.0),
+        );
         self.log_corruptions_total.set(s.corruptions_total as i64);
         let up = &self.upstream_view;
         let up_head = up.head.load(Ordering::Relaxed).max(s.head);
@@ -308,6 +372,19 @@ impl Metrics {
                 .unwrap_or(0);
             self.snapshot_age_seconds
                 .set(now.saturating_sub(snap.created_unix) as i64);
+        }
+    }
+
+    /// Lag in seconds of a follower that acknowledged `ack`: now minus the origin timestamp of
+    /// the first byte it lacks, 0 when it has everything.
+    pub fn follower_lag_seconds(log: &Log, ack: u64) -> f64 {
+        match log.current() {
+            Some((_, head)) if ack < head => log
+                .timestamp_at(ack + 1)
+                .filter(|ts| *ts > 0)
+                .map(|ts| crate::clock::now_us().saturating_sub(ts) as f64 / 1e6)
+                .unwrap_or(0.0),
+            _ => 0.0,
         }
     }
 

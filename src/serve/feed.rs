@@ -64,6 +64,7 @@ pub async fn serve_sync(
         state: ReplicaState::WaitBgsave,
         ack_offset: 0,
         last_ack: Instant::now(),
+        last_sync: "",
     });
     let label = format!("{}:{}", conn.ip, conn.port);
     ctx.metrics
@@ -82,6 +83,10 @@ pub async fn serve_sync(
         .replica_ack_offset
         .remove_label_values(&[&label]);
     let _ = ctx.metrics.replica_lag_bytes.remove_label_values(&[&label]);
+    let _ = ctx
+        .metrics
+        .replica_lag_seconds
+        .remove_label_values(&[&label]);
     result
 }
 
@@ -165,18 +170,31 @@ async fn feed(
                     tracing::info!(replica = %conn.peer, "partial resync from offset {offset}");
                     ctx.replicas.update(id, |r| {
                         r.state = ReplicaState::Online;
+                        r.last_sync = "partial";
                         r.ack_offset = (*offset as u64).saturating_sub(1);
                     });
                     (*offset as u64, true)
                 }
                 PsyncDecision::Full { reason } => {
                     tracing::info!(replica = %conn.peer, "full resync needed ({}): asked for {replid}:{offset}", reason.as_str());
-                    (full_sync(wr, conn, ctx, id, reason, true).await?, true)
+                    (
+                        full_sync(wr, conn, ctx, id, reason, true, &mut epoch_rx).await?,
+                        true,
+                    )
                 }
             }
         }
         SyncRequest::Sync => (
-            full_sync(wr, conn, ctx, id, FullReason::FirstSync, false).await?,
+            full_sync(
+                wr,
+                conn,
+                ctx,
+                id,
+                FullReason::FirstSync,
+                false,
+                &mut epoch_rx,
+            )
+            .await?,
             false,
         ),
     };
@@ -195,8 +213,9 @@ async fn full_sync(
     id: u64,
     reason: FullReason,
     psync: bool,
+    epoch_rx: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Result<u64, ServeError> {
-    let snap = wait_for_snapshot(wr, ctx).await?;
+    let snap = wait_for_snapshot(wr, ctx, epoch_rx).await?;
     let replid = ctx
         .log
         .current()
@@ -210,8 +229,10 @@ async fn full_sync(
         .served_full_syncs
         .with_label_values(&["redis", reason.as_str()])
         .inc();
-    ctx.replicas
-        .update(id, |r| r.state = ReplicaState::SendBulk);
+    ctx.replicas.update(id, |r| {
+        r.state = ReplicaState::SendBulk;
+        r.last_sync = "full";
+    });
     tracing::info!(replica = %conn.peer, "sending snapshot {} bytes at offset {} (rdb v{})", snap.size, snap.offset, snap.rdb_version);
     send_file(wr, &snap, ctx.timeout).await?;
     ctx.replicas.update(id, |r| {
@@ -226,9 +247,13 @@ async fn full_sync(
 async fn wait_for_snapshot(
     wr: &mut OwnedWriteHalf,
     ctx: &ServeCtx,
+    epoch_rx: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Result<SnapshotMeta, ServeError> {
     let mut shutdown = ctx.shutdown.clone();
     loop {
+        // Epoch changes before this point are reflected in the snapshot and replid we pick;
+        // only later ones must end the stream.
+        epoch_rx.borrow_and_update();
         if let Some(s) = ctx.log.snapshot_for_full_sync() {
             return Ok(s);
         }

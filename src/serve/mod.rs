@@ -61,6 +61,8 @@ pub struct ReplicaInfo {
     pub state: ReplicaState,
     pub ack_offset: u64,
     pub last_ack: Instant,
+    /// "partial" or "full" once the sync type is known.
+    pub last_sync: &'static str,
 }
 
 impl ReplicaInfo {

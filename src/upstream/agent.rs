@@ -164,6 +164,7 @@ async fn stream(
                 }
                 tracing::info!(upstream = %ctx.addr, "partial resync from offset {offset} (upstream replid {replid})");
                 ctx.metrics.upstream_partial_syncs.inc();
+                ctx.metrics.upstream_view.synced(false);
                 online(ctx, streamed);
                 let durable = *durable_rx.borrow();
                 writer
@@ -243,6 +244,7 @@ async fn stream(
                     .upstream_full_syncs
                     .with_label_values(&[reason])
                     .inc();
+                ctx.metrics.upstream_view.synced(true);
                 online(ctx, streamed);
             }
             Frame::Log {

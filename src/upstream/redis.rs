@@ -129,6 +129,7 @@ async fn session(ctx: &UpstreamCtx) -> Result<(), UpstreamError> {
                 .upstream_full_syncs
                 .with_label_values(&[reason])
                 .inc();
+            ctx.metrics.upstream_view.synced(true);
             if eof_mode {
                 ack_now = Some(offset);
             }
@@ -145,6 +146,7 @@ async fn session(ctx: &UpstreamCtx) -> Result<(), UpstreamError> {
                 }
             }
             ctx.metrics.upstream_partial_syncs.inc();
+            ctx.metrics.upstream_view.synced(false);
             tracing::info!(upstream = %ctx.cfg.redis, "partial resync accepted from offset {}", ctx.log.current().map(|c| c.1 + 1).unwrap_or(0));
         }
     }
