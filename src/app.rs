@@ -136,6 +136,17 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
                 metrics: metrics.clone(),
                 health: health.clone(),
             };
+            let fetch_ctx = ctx.clone();
+            tasks.push(tokio::spawn(refresh::run_with(
+                log.clone(),
+                metrics.clone(),
+                health.clone(),
+                shutdown_rx.clone(),
+                move || {
+                    let c = fetch_ctx.clone();
+                    async move { up_agent::fetch_snapshot(&c).await }
+                },
+            )));
             tasks.push(tokio::spawn(up_agent::run(ctx, shutdown_rx.clone())));
             addr.clone()
         }

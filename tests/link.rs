@@ -355,3 +355,33 @@ fn remote_ack_makes_wait_mean_durable_in_another_region() {
         c.cmd_str(&["WAIT", "1", "1000"]) == "1"
     });
 }
+
+#[test]
+fn region_agents_refresh_their_snapshot_from_upstream_and_keep_their_budget() {
+    let pki = Pki::new(&["site-a", "region-b"]);
+    let master = Redis::start(&[]);
+    let quic = free_udp_port();
+    let small =
+        "[log]\nmax_bytes = \"4MiB\"\nsegment_bytes = \"256KiB\"\nsnapshot_after = \"2MiB\"\n";
+    let _a = site_agent(&master, &pki, quic, small);
+    let b = region_agent("region-b", &format!("127.0.0.1:{quic}"), &pki, small);
+    let r1 = start_replica(&b.addr(), &[]);
+    for round in 0..6u64 {
+        support::load::write_sets(master.port, 5_000, 1024, &format!("budget{round}"));
+    }
+    wait_digests_equal(&master, &[&r1], LONG);
+    wait_until(LONG, "B refreshes its snapshot from A", || {
+        b.metric("georelay_snapshot_refreshes_total", &[("result", "ok")]) >= 1.0
+    });
+    wait_until(LONG, "B's log shrinks back under a few budgets", || {
+        b.metric("georelay_log_disk_bytes", &[]) < 16.0 * 1024.0 * 1024.0
+    });
+    // A new replica in region B full-syncs from B's refreshed snapshot.
+    let r2 = start_replica(&b.addr(), &[]);
+    wait_digests_equal(&master, &[&r1, &r2], LONG);
+    assert_eq!(
+        b.metric("georelay_upstream_full_syncs_total", &[]),
+        1.0,
+        "the refresh replaced B's epoch"
+    );
+}

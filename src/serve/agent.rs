@@ -137,7 +137,7 @@ async fn session(
         .await
         .map_err(|_| AgentServeError::Protocol("no Hello within 10s".into()))?
         .map_err(bad_frames)?;
-    let (replid, next_offset) = match hello {
+    let (replid, next_offset, snapshot_only) = match hello {
         Some(Frame::Hello {
             version,
             name: their_name,
@@ -155,7 +155,11 @@ async fn session(
                 return Err(AgentServeError::Protocol(msg));
             }
             tracing::info!(peer = %name, "agent {their_name} connected, asks for {}:{next_offset}", replid.as_deref().unwrap_or("?"));
-            (replid, next_offset)
+            (
+                replid,
+                next_offset,
+                their_name.ends_with(crate::upstream::agent::SNAPSHOT_ONLY),
+            )
         }
         Some(other) => {
             return Err(AgentServeError::Protocol(format!(
@@ -165,6 +169,13 @@ async fn session(
         }
         None => return Ok(()),
     };
+    if snapshot_only {
+        // A snapshot refresh: the newest snapshot, then the peer closes the connection.
+        let (snap, _) = send_snapshot(&mut writer, name, ctx, None).await?;
+        tracing::info!(peer = %name, "sent snapshot at offset {} for a snapshot refresh", snap.offset);
+        let _ = timeout(Duration::from_secs(60), conn.closed()).await;
+        return Ok(());
+    }
     let acks = read_acks(reader, name, peer_id, ctx);
     let feed = feed(&mut writer, name, peer_id, ctx, replid, next_offset);
     tokio::select! {
@@ -250,7 +261,7 @@ async fn feed(
                     .unwrap_or(history.len().saturating_sub(1))
             }
             PsyncDecision::Full { reason } => {
-                let (snap, current) = send_snapshot(w, name, ctx, reason).await?;
+                let (snap, current) = send_snapshot(w, name, ctx, Some(reason)).await?;
                 pos = snap.offset + 1;
                 replid = Some(current);
                 ctx.log.history().1.len().saturating_sub(1)
@@ -301,8 +312,9 @@ async fn send_snapshot(
     w: &mut FrameWriter,
     name: &str,
     ctx: &AgentServeCtx,
-    reason: FullReason,
+    reason: Option<FullReason>,
 ) -> Result<(SnapshotMeta, String), AgentServeError> {
+    let label = reason.map(|r| r.as_str()).unwrap_or("snapshot_refresh");
     let mut shutdown = ctx.shutdown.clone();
     let snap = loop {
         if let Some(s) = ctx.log.snapshot_for_full_sync() {
@@ -319,17 +331,19 @@ async fn send_snapshot(
         .current()
         .map(|c| c.0)
         .unwrap_or_else(|| snap.replid.clone());
-    tracing::info!(peer = %name, "full sync ({}): sending snapshot at offset {} ({} bytes)", reason.as_str(), snap.offset, snap.size);
-    ctx.metrics
-        .served_full_syncs
-        .with_label_values(&["agent", reason.as_str()])
-        .inc();
+    tracing::info!(peer = %name, "full sync ({}): sending snapshot at offset {} ({} bytes)", label, snap.offset, snap.size);
+    if reason.is_some() {
+        ctx.metrics
+            .served_full_syncs
+            .with_label_values(&["agent", label])
+            .inc();
+    }
     w.send(&Frame::Full {
         replid: current.clone(),
         offset: snap.offset,
         rdb_version: snap.rdb_version,
         size: snap.size,
-        reason: reason.as_str().to_string(),
+        reason: label.to_string(),
     })
     .await?;
     let snap_err = |source| AgentServeError::Snapshot {

@@ -14,7 +14,7 @@ use crate::config::LinkSettings;
 use crate::link::{
     self, quic, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
 };
-use crate::log::{Log, SnapshotWriter};
+use crate::log::{Log, SnapshotMeta, SnapshotWriter};
 use crate::metrics::{Health, Metrics};
 use crate::rdb::RdbVerifier;
 
@@ -84,18 +84,7 @@ fn link_err(e: LinkError) -> UpstreamError {
 }
 
 async fn session(ctx: &AgentUpstreamCtx, streamed: &mut bool) -> Result<(), UpstreamError> {
-    let target = tokio::net::lookup_host(&ctx.addr)
-        .await
-        .map_err(|e| UpstreamError::Io(format!("resolving {}: {e}", ctx.addr)))?
-        .next()
-        .ok_or_else(|| UpstreamError::Io(format!("{} resolves to no address", ctx.addr)))?;
-    let conn = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        quic::connect(&ctx.endpoint, target, &ctx.server_name),
-    )
-    .await
-    .map_err(|_| UpstreamError::Timeout(format!("QUIC handshake with {target}")))?
-    .map_err(link_err)?;
+    let conn = connect(ctx).await?;
     let result = tokio::select! {
         r = stream(ctx, &conn, streamed) => r,
         _ = crate::metrics::wire::count(&conn, &ctx.metrics, "upstream") => Ok(()),
@@ -109,6 +98,89 @@ async fn session(ctx: &AgentUpstreamCtx, streamed: &mut bool) -> Result<(), Upst
     result
 }
 
+async fn connect(ctx: &AgentUpstreamCtx) -> Result<quinn::Connection, UpstreamError> {
+    let target = tokio::net::lookup_host(&ctx.addr)
+        .await
+        .map_err(|e| UpstreamError::Io(format!("resolving {}: {e}", ctx.addr)))?
+        .next()
+        .ok_or_else(|| UpstreamError::Io(format!("{} resolves to no address", ctx.addr)))?;
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        quic::connect(&ctx.endpoint, target, &ctx.server_name),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(format!("QUIC handshake with {target}")))?
+    .map_err(link_err)
+}
+
+/// The suffix of a Hello name that asks only for the upstream's newest snapshot.
+pub const SNAPSHOT_ONLY: &str = "/snapshot";
+
+/// Snapshot refresh from the upstream agent: a second connection that asks only for its
+/// newest snapshot, stored if it is newer than ours. Returns the snapshot's offset.
+pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError> {
+    let conn = connect(ctx).await?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| UpstreamError::Io(format!("opening a stream: {e}")))?;
+    let mut writer = FrameWriter::new(send);
+    let mut reader = FrameReader::new(recv, MAX_FRAME);
+    writer
+        .send(&Frame::Hello {
+            version: PROTOCOL_VERSION,
+            name: format!("{}{SNAPSHOT_ONLY}", ctx.name),
+            replid: None,
+            next_offset: 0,
+        })
+        .await
+        .map_err(link_err)?;
+    let ours = ctx.log.status().newest_snapshot.map(|s| s.offset);
+    let mut incoming: Option<Incoming> = None;
+    let result = loop {
+        let Some(frame) = reader.next().await.map_err(link_err)? else {
+            break Err(UpstreamError::Closed(ctx.addr.clone()));
+        };
+        match frame {
+            Frame::Heartbeat { .. } => {}
+            Frame::Full {
+                replid,
+                offset,
+                size,
+                reason,
+                ..
+            } => {
+                if ours.is_some_and(|o| o >= offset) {
+                    break Err(UpstreamError::Refused(format!(
+                        "the upstream agent's newest snapshot (offset {offset}) is not newer than ours"
+                    )));
+                }
+                incoming = Some(Incoming::new(ctx, replid, offset, size, reason)?);
+            }
+            Frame::SnapshotChunk { data } => Incoming::chunk(&mut incoming, ctx, &data)?,
+            Frame::SnapshotEnd => {
+                let meta = Incoming::finish(incoming.take())?;
+                let offset = meta.offset;
+                ctx.log.add_snapshot(meta)?;
+                break Ok(offset);
+            }
+            Frame::Error { code, message } => {
+                break Err(UpstreamError::Refused(format!(
+                    "upstream agent error {code}: {message}"
+                )))
+            }
+            other => {
+                break Err(UpstreamError::Protocol(format!(
+                    "unexpected {} frame while fetching a snapshot",
+                    other.name()
+                )))
+            }
+        }
+    };
+    conn.close(quinn::VarInt::from_u32(0), b"snapshot received");
+    result
+}
+
 /// A snapshot being received.
 struct Incoming {
     writer: SnapshotWriter,
@@ -117,6 +189,72 @@ struct Incoming {
     offset: u64,
     size: u64,
     reason: String,
+}
+
+impl Incoming {
+    fn new(
+        ctx: &AgentUpstreamCtx,
+        replid: String,
+        offset: u64,
+        size: u64,
+        reason: String,
+    ) -> Result<Incoming, UpstreamError> {
+        Ok(Incoming {
+            writer: ctx.log.begin_snapshot()?,
+            verifier: RdbVerifier::new(),
+            replid,
+            offset,
+            size,
+            reason,
+        })
+    }
+
+    fn chunk(
+        this: &mut Option<Incoming>,
+        ctx: &AgentUpstreamCtx,
+        data: &[u8],
+    ) -> Result<(), UpstreamError> {
+        let inc = this
+            .as_mut()
+            .ok_or_else(|| UpstreamError::Protocol("SnapshotChunk without Full".into()))?;
+        if inc.writer.written() + data.len() as u64 > inc.size {
+            return Err(UpstreamError::Protocol(
+                "snapshot larger than announced".into(),
+            ));
+        }
+        inc.verifier.feed(data);
+        inc.writer.write(data)?;
+        ctx.metrics
+            .link_stream_bytes
+            .with_label_values(&["upstream", "received"])
+            .inc_by(data.len() as u64);
+        Ok(())
+    }
+
+    /// Checks size and CRC, fsyncs and names the snapshot.
+    fn finish(this: Option<Incoming>) -> Result<SnapshotMeta, UpstreamError> {
+        let inc = this.ok_or_else(|| UpstreamError::Protocol("SnapshotEnd without Full".into()))?;
+        if inc.writer.written() != inc.size {
+            return Err(UpstreamError::Protocol(format!(
+                "snapshot ended at {} of {} bytes",
+                inc.writer.written(),
+                inc.size
+            )));
+        }
+        let (version, crc_ok) = inc
+            .verifier
+            .verdict()
+            .map_err(|e| UpstreamError::Protocol(format!("snapshot from upstream agent: {e}")))?;
+        if crc_ok == Some(false) {
+            return Err(UpstreamError::Protocol(
+                "snapshot from upstream agent fails its CRC-64 check".into(),
+            ));
+        }
+        let (writer, replid, offset) = (inc.writer, inc.replid, inc.offset);
+        Ok(tokio::task::block_in_place(|| {
+            writer.finish(&replid, offset, version, crc_ok)
+        })?)
+    }
 }
 
 async fn stream(
@@ -142,7 +280,6 @@ async fn stream(
         .map_err(link_err)?;
     let mut durable_rx = ctx.log.subscribe_durable();
     let mut incoming: Option<Incoming> = None;
-    let raw_name = "upstream";
     loop {
         let frame = tokio::select! {
             f = reader.next() => f.map_err(link_err)?,
@@ -186,56 +323,14 @@ async fn stream(
                 if ctx.log.current().is_some() {
                     tracing::warn!(upstream = %ctx.addr, "upstream agent could not resume this log ({reason}): starting a new epoch");
                 }
-                incoming = Some(Incoming {
-                    writer: ctx.log.begin_snapshot()?,
-                    verifier: RdbVerifier::new(),
-                    replid,
-                    offset,
-                    size,
-                    reason,
-                });
+                incoming = Some(Incoming::new(ctx, replid, offset, size, reason)?);
             }
-            Frame::SnapshotChunk { data } => {
-                let inc = incoming
-                    .as_mut()
-                    .ok_or_else(|| UpstreamError::Protocol("SnapshotChunk without Full".into()))?;
-                if inc.writer.written() + data.len() as u64 > inc.size {
-                    return Err(UpstreamError::Protocol(
-                        "snapshot larger than announced".into(),
-                    ));
-                }
-                inc.verifier.feed(&data);
-                inc.writer.write(&data)?;
-                ctx.metrics
-                    .link_stream_bytes
-                    .with_label_values(&[raw_name, "received"])
-                    .inc_by(data.len() as u64);
-            }
+            Frame::SnapshotChunk { data } => Incoming::chunk(&mut incoming, ctx, &data)?,
             Frame::SnapshotEnd => {
-                let inc = incoming
-                    .take()
-                    .ok_or_else(|| UpstreamError::Protocol("SnapshotEnd without Full".into()))?;
-                if inc.writer.written() != inc.size {
-                    return Err(UpstreamError::Protocol(format!(
-                        "snapshot ended at {} of {} bytes",
-                        inc.writer.written(),
-                        inc.size
-                    )));
-                }
-                let (version, crc_ok) = inc.verifier.verdict().map_err(|e| {
-                    UpstreamError::Protocol(format!("snapshot from upstream agent: {e}"))
-                })?;
-                if crc_ok == Some(false) {
-                    return Err(UpstreamError::Protocol(
-                        "snapshot from upstream agent fails its CRC-64 check".into(),
-                    ));
-                }
-                let (writer, replid, offset) = (inc.writer, inc.replid, inc.offset);
-                let meta = tokio::task::block_in_place(|| {
-                    writer.finish(&replid, offset, version, crc_ok)
-                })?;
+                let reason_first = incoming.as_ref().is_some_and(|i| i.reason == "first_sync");
+                let meta = Incoming::finish(incoming.take())?;
                 ctx.log.start_epoch(meta)?;
-                let reason = if inc.reason == "first_sync" {
+                let reason = if reason_first {
                     "first_sync"
                 } else {
                     "new_epoch"

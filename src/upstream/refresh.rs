@@ -1,6 +1,7 @@
 //! Snapshot refresh: when the log since the newest snapshot grows past `log.snapshot_after`
-//! (or corruption made the snapshot unusable), fetch a fresh RDB over a second, rdb-only
-//! replication connection so that full syncs served downstream stay short.
+//! (or corruption made the snapshot unusable), fetch a fresh RDB — over a second, rdb-only
+//! replication connection from a Redis master, or the upstream agent's newer snapshot — so
+//! that full syncs served downstream stay short and old segments can go.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,8 +16,44 @@ use super::UpstreamError;
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
-/// Watches the log and refreshes its snapshot when needed, until `shutdown` flips.
-pub async fn run(ctx: UpstreamCtx, mut shutdown: watch::Receiver<bool>) {
+/// Watches the log and refreshes its snapshot from a Redis master when needed.
+pub async fn run(ctx: UpstreamCtx, shutdown: watch::Receiver<bool>) {
+    let c = ctx.clone();
+    run_with(
+        ctx.log.clone(),
+        ctx.metrics.clone(),
+        ctx.health.clone(),
+        shutdown,
+        move || {
+            let c = c.clone();
+            async move { refresh_once(&c).await }
+        },
+    )
+    .await
+}
+
+/// Watches the log and calls `fetch` (which stores a new snapshot and returns its offset)
+/// when the log needs one, until `shutdown` flips.
+pub async fn run_with<F, Fut>(
+    log: crate::log::Log,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    health: std::sync::Arc<crate::metrics::Health>,
+    mut shutdown: watch::Receiver<bool>,
+    fetch: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, UpstreamError>>,
+{
+    struct Ctx {
+        log: crate::log::Log,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        health: std::sync::Arc<crate::metrics::Health>,
+    }
+    let ctx = Ctx {
+        log,
+        metrics,
+        health,
+    };
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     loop {
         tokio::select! {
@@ -28,7 +65,7 @@ pub async fn run(ctx: UpstreamCtx, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         let result = tokio::select! {
-            r = refresh_once(&ctx) => r,
+            r = fetch() => r,
             _ = shutdown.changed() => return,
         };
         match result {
