@@ -270,3 +270,26 @@ fn a_replica_that_arrives_before_the_first_snapshot_is_held_then_synced_once() {
         "the held replica was disconnected after its full sync"
     );
 }
+
+#[test]
+fn sigterm_flushes_and_exits_0_then_resumes_partially() {
+    let master = Redis::start(&[]);
+    let mut agent = Agent::start(&agent_config(&master.addr(), "[log]\nfsync = \"no\"\n"));
+    let replica = start_replica(&agent.addr(), &[]);
+    write_mixed(master.port, 0, 10_000, "t");
+    wait_digests_equal(&master, &[&replica], LONG);
+    let status = agent.terminate().expect("agent was running");
+    assert!(status.success(), "SIGTERM exit status: {status}");
+    assert!(
+        agent.log_text().contains("log flushed"),
+        "no final flush was logged"
+    );
+    write_mixed(master.port, 10_000, 12_000, "t");
+    agent.restart();
+    wait_digests_equal(&master, &[&replica], LONG);
+    assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 0.0);
+    assert_eq!(
+        agent.metric("georelay_upstream_partial_syncs_total", &[]),
+        1.0
+    );
+}

@@ -236,7 +236,7 @@ mod tests {
             t.contains("upstream (agent)") && t.contains("site-a:7443") && t.contains("partial")
         );
         assert!(t.contains("replica") && t.contains("10.0.0.5:6379") && t.contains("full"));
-        assert_eq!(max_lag_seconds(&s), 0.25);
+        assert_eq!(max_lag_seconds(&s), 0.5, "upstream silence counts as lag");
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
     }
