@@ -114,6 +114,10 @@ async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServe
         .metrics
         .downstream_agent_lag_bytes
         .remove_label_values(&[&name]);
+    let _ = ctx
+        .metrics
+        .downstream_agent_lag_seconds
+        .remove_label_values(&[&name]);
 }
 
 async fn session(
@@ -211,6 +215,10 @@ async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
                     .downstream_agent_lag_bytes
                     .with_label_values(&[name])
                     .set(head.saturating_sub(durable) as i64);
+                ctx.metrics
+                    .downstream_agent_lag_seconds
+                    .with_label_values(&[name])
+                    .set(Metrics::follower_lag_seconds(&ctx.log, durable));
             }
             Some(other) => {
                 return Err(AgentServeError::Protocol(format!(

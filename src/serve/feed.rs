@@ -129,6 +129,10 @@ async fn read_acks(
                     .replica_lag_bytes
                     .with_label_values(&[label])
                     .set(head.saturating_sub(o) as i64);
+                ctx.metrics
+                    .replica_lag_seconds
+                    .with_label_values(&[label])
+                    .set(crate::metrics::Metrics::follower_lag_seconds(&ctx.log, o));
             }
         }
         if rd.read_buf(&mut buf).await? == 0 {
