@@ -39,8 +39,7 @@ fn recovered_head(agent: &Agent) -> Option<u64> {
     let text = agent.log_text();
     let line = text
         .lines()
-        .filter(|l| l.contains("replication log opened") && l.contains("segments="))
-        .last()?;
+        .rfind(|l| l.contains("replication log opened") && l.contains("segments="))?;
     line.split("head=")
         .nth(1)?
         .split_whitespace()
