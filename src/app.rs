@@ -99,6 +99,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             log: log.clone(),
             metrics: metrics.clone(),
             peers: peers.clone(),
+            max_agents: cfg.max_agents,
             link: cfg.link.clone(),
             shutdown: shutdown_rx.clone(),
         };
@@ -159,6 +160,9 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         requirepass: cfg.requirepass.clone(),
         timeout: cfg.serve_timeout,
         max_replicas: cfg.max_replicas,
+        username: cfg.username.clone(),
+        max_connections: cfg.max_connections,
+        connections: Arc::default(),
         upstream: upstream_name,
         shutdown: shutdown_rx.clone(),
     };

@@ -68,8 +68,11 @@ struct RawListen {
 #[serde(deny_unknown_fields)]
 struct RawServe {
     requirepass: Option<String>,
+    username: Option<String>,
     timeout: Option<String>,
     max_replicas: Option<usize>,
+    max_connections: Option<usize>,
+    max_agents: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +131,12 @@ pub struct Config {
     pub requirepass: Option<String>,
     pub serve_timeout: Duration,
     pub max_replicas: usize,
+    /// ACL-style user replicas must name in `AUTH <user> <pass>` (`default` accepts `AUTH <pass>`).
+    pub username: String,
+    /// Connections on the replica port at once (command phase and syncing).
+    pub max_connections: usize,
+    /// Downstream agents at once.
+    pub max_agents: usize,
     pub log: LogSettings,
 }
 
@@ -361,6 +370,21 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
     };
     let max_replicas = raw.serve.max_replicas.unwrap_or(64);
+    let max_connections = raw.serve.max_connections.unwrap_or(1024);
+    let max_agents = raw.serve.max_agents.unwrap_or(16);
+    if max_connections < max_replicas {
+        problems.push("serve.max_connections: must be at least serve.max_replicas".into());
+    }
+    if max_agents == 0 {
+        problems.push("serve.max_agents: must be at least 1".into());
+    }
+    let username = raw.serve.username.unwrap_or_else(|| "default".to_string());
+    if username.is_empty() || username.contains(char::is_whitespace) {
+        problems.push("serve.username: must be a non-empty name without spaces".into());
+    }
+    if username != "default" && raw.serve.requirepass.as_deref().unwrap_or("").is_empty() {
+        problems.push("serve.username: needs serve.requirepass".into());
+    }
     if max_replicas == 0 {
         problems.push("serve.max_replicas: must be at least 1".into());
     }
@@ -403,6 +427,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         requirepass: raw.serve.requirepass.filter(|p| !p.is_empty()),
         serve_timeout,
         max_replicas,
+        username,
+        max_connections,
+        max_agents,
         log: LogSettings {
             max_bytes,
             max_age,

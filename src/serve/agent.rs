@@ -25,6 +25,7 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Application close codes.
 pub const CLOSE_PROTOCOL: u32 = 1;
 pub const CLOSE_SHUTDOWN: u32 = 2;
+pub const CLOSE_REFUSED: u32 = 3;
 
 /// Why a downstream agent's session ended.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,7 @@ pub struct AgentServeCtx {
     pub log: Log,
     pub metrics: Arc<Metrics>,
     pub peers: Arc<Peers>,
+    pub max_agents: usize,
     pub link: LinkSettings,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -82,6 +84,18 @@ pub async fn run(endpoint: quinn::Endpoint, ctx: AgentServeCtx) {
 
 async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServeCtx) {
     let name = quic::peer_name(&conn).unwrap_or_else(|| remote.to_string());
+    if ctx.peers.len() >= ctx.max_agents {
+        ctx.metrics
+            .served_refusals
+            .with_label_values(&["agent", "max_agents"])
+            .inc();
+        tracing::warn!(peer = %name, addr = %remote, "refused agent {name}: serve.max_agents ({}) reached", ctx.max_agents);
+        conn.close(
+            quinn::VarInt::from_u32(CLOSE_REFUSED),
+            b"max agents reached (serve.max_agents)",
+        );
+        return;
+    }
     let peer_id = ctx.peers.insert(PeerInfo {
         name: name.clone(),
         addr: remote.to_string(),
@@ -174,6 +188,7 @@ async fn session(
         None => return Ok(()),
     };
     if snapshot_only {
+        ctx.peers.update(peer_id, |p| p.state = "snapshot");
         // A snapshot refresh: the newest snapshot, then the peer closes the connection.
         let (snap, _) = send_snapshot(&mut writer, name, ctx, None).await?;
         tracing::info!(peer = %name, "sent snapshot at offset {} for a snapshot refresh", snap.offset);

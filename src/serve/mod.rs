@@ -128,9 +128,22 @@ pub struct ServeCtx {
     pub requirepass: Option<String>,
     pub timeout: std::time::Duration,
     pub max_replicas: usize,
+    pub username: String,
+    pub max_connections: usize,
+    /// Connections currently open on the replica port.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     /// host:port of our upstream, for INFO/ROLE.
     pub upstream: String,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// Counts a connection on the replica port until dropped.
+struct ConnGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Accepts replica connections until shutdown.
@@ -153,8 +166,23 @@ pub async fn run(listener: TcpListener, ctx: ServeCtx) {
     }
 }
 
-async fn serve_one(sock: tokio::net::TcpStream, peer: SocketAddr, ctx: ServeCtx) {
+async fn serve_one(mut sock: tokio::net::TcpStream, peer: SocketAddr, ctx: ServeCtx) {
+    use std::sync::atomic::Ordering;
     let _ = sock.set_nodelay(true);
+    let open = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = ConnGuard(ctx.connections.clone());
+    if open > ctx.max_connections {
+        use tokio::io::AsyncWriteExt;
+        ctx.metrics
+            .served_refusals
+            .with_label_values(&["redis", "max_connections"])
+            .inc();
+        tracing::warn!(%peer, "refused: serve.max_connections ({}) reached", ctx.max_connections);
+        let _ = sock
+            .write_all(b"-ERR max number of clients reached (serve.max_connections)\r\n")
+            .await;
+        return;
+    }
     match session::Session::new(sock, peer, ctx).run().await {
         Ok(()) => tracing::debug!(%peer, "replica connection closed"),
         Err(ServeError::Io(e)) => tracing::debug!(%peer, "replica connection ended: {e}"),

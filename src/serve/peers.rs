@@ -51,7 +51,12 @@ impl Peers {
         if let Some(p) = g.get_mut(&id) {
             f(p);
         }
-        let min = g.values().map(|p| p.ack).min();
+        // Only peers that stream count (a handshaking or snapshot-only session has no ack).
+        let min = g
+            .values()
+            .filter(|p| p.state == "streaming")
+            .map(|p| p.ack)
+            .min();
         drop(g);
         if let Some(min) = min {
             self.remote_ack.send_if_modified(|cur| {

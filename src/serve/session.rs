@@ -139,6 +139,9 @@ impl Session {
 
     pub async fn run(mut self) -> Result<(), ServeError> {
         loop {
+            // A whole command must arrive within serve.timeout: a slowloris client dripping
+            // bytes cannot pin the connection.
+            let deadline = tokio::time::Instant::now() + self.ctx.timeout;
             let args = loop {
                 match resp::parse_command(&mut self.buf, &CLIENT_LIMITS) {
                     Ok(Some(args)) => break args,
@@ -152,6 +155,9 @@ impl Session {
                 let mut shutdown = self.ctx.shutdown.clone();
                 let n = tokio::select! {
                     n = self.sock.read_buf(&mut self.buf) => n?,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(ServeError::Dropped("no complete command within serve.timeout"));
+                    }
                     _ = shutdown.changed() => return Ok(()),
                 };
                 if n == 0 {
@@ -246,9 +252,10 @@ impl Session {
                 .reply(b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n")
                 .await;
         };
+        let user = self.ctx.username.as_bytes();
         let ok = match args.len() {
-            2 => args[1] == expected.as_bytes(),
-            3 => &args[1][..] == b"default" && args[2] == expected.as_bytes(),
+            2 => user == b"default" && args[1] == expected.as_bytes(),
+            3 => &args[1][..] == user && args[2] == expected.as_bytes(),
             _ => {
                 return self
                     .reply(b"-ERR wrong number of arguments for 'auth' command\r\n")

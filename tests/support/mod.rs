@@ -188,6 +188,10 @@ impl Client {
         Self::try_connect(port).unwrap_or_else(|| panic!("connect to 127.0.0.1:{port}"))
     }
 
+    pub fn raw(&self) -> &TcpStream {
+        &self.sock
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.sock.write_all(bytes)
     }
