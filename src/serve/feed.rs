@@ -10,9 +10,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::rdbcheck::{self, Release, Verdict};
 use super::session::CLIENT_LIMITS;
 use super::{ReplicaInfo, ReplicaState, ServeCtx, ServeError};
 use crate::log::{FullReason, LogError, PsyncDecision, SnapshotMeta};
+use crate::rdb::RdbHeader;
 use crate::resp;
 
 const STREAM_CHUNK: usize = 256 * 1024;
@@ -30,8 +32,18 @@ pub struct ReplicaConn {
     pub peer: SocketAddr,
     pub ip: String,
     pub port: u16,
+    /// True when `port` came from `REPLCONF listening-port` (its server listens there).
+    pub announced_port: bool,
     pub capa_psync2: bool,
     pub rdb_only: bool,
+    /// `REPLCONF version`: the replica's release (only Valkey sends it).
+    pub version: Option<String>,
+}
+
+impl ReplicaConn {
+    fn label(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
 }
 
 /// Serves a replica from PSYNC/SYNC until it disconnects or is dropped.
@@ -98,6 +110,7 @@ async fn read_acks(
     id: u64,
     label: &str,
 ) -> Result<(), ServeError> {
+    let mut acked = false;
     loop {
         while let Some(args) = resp::parse_command(&mut buf, &CLIENT_LIMITS)
             .map_err(|e| ServeError::Protocol(e.to_string()))?
@@ -120,6 +133,10 @@ async fn read_acks(
                 }
             });
             if let Some(o) = off {
+                if !acked {
+                    ctx.replicas.unacked.acked(label);
+                    acked = true;
+                }
                 ctx.metrics
                     .replica_ack_offset
                     .with_label_values(&[label])
@@ -220,6 +237,7 @@ async fn full_sync(
     epoch_rx: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Result<u64, ServeError> {
     let snap = wait_for_snapshot(wr, ctx, epoch_rx).await?;
+    let header = check_rdb_version(wr, conn, ctx, &snap).await?;
     let replid = ctx
         .log
         .current()
@@ -239,12 +257,93 @@ async fn full_sync(
     });
     tracing::info!(replica = %conn.peer, "sending snapshot {} bytes at offset {} (rdb v{})", snap.size, snap.offset, snap.rdb_version);
     send_file(wr, &snap, ctx.timeout).await?;
+    if let (Some(h), true, false) = (header, psync, conn.rdb_only) {
+        // Cleared by its first ACK; if it asks for a full sync again first, it failed to load.
+        ctx.replicas
+            .unacked
+            .sent(&conn.label(), (snap.epoch, snap.offset), h);
+    }
     ctx.replicas.update(id, |r| {
         r.state = ReplicaState::Online;
         r.ack_offset = snap.offset;
         r.last_ack = Instant::now();
     });
     Ok(snap.offset + 1)
+}
+
+/// Returns the snapshot's header unless the replica is known not to load it:
+/// refuses it (error line, log, `rdb_version` refusal) when it cannot.
+async fn check_rdb_version(
+    wr: &mut OwnedWriteHalf,
+    conn: &ReplicaConn,
+    ctx: &ServeCtx,
+    snap: &SnapshotMeta,
+) -> Result<Option<RdbHeader>, ServeError> {
+    if conn.rdb_only {
+        return Ok(None); // a tool saving a file (`redis-cli --rdb`): any version will do
+    }
+    let header = match rdbcheck::read_header(&snap.path).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the RDB header of {}: {e}; its version is not checked",
+                snap.path.display()
+            );
+            return Ok(None);
+        }
+    };
+    if rdbcheck::universally_loadable(header) {
+        return Ok(Some(header));
+    }
+    let announced = conn.version.as_ref().map(|v| Release {
+        version: v.clone(),
+        valkey: true,
+        georelay: false,
+    });
+    let release = match announced {
+        Some(r) => Some(r),
+        None if conn.announced_port => {
+            rdbcheck::probe(&conn.ip, conn.port, ctx.requirepass.as_deref()).await
+        }
+        None => None,
+    };
+    let have = rdbcheck::header_text(header);
+    let why = match release.as_ref().map(|r| (r, rdbcheck::verdict(header, r))) {
+        Some((_, Verdict::Loads)) => return Ok(Some(header)),
+        Some((r, Verdict::CannotLoad { max })) => format!(
+            "the snapshot is RDB version {} ({have}) and this replica ({}) loads {}",
+            header.version,
+            r.describe(),
+            if max == 0 {
+                "no RDB in that format".to_string()
+            } else {
+                format!("RDB versions up to {max}")
+            }
+        ),
+        Some((_, Verdict::Unknown)) | None => {
+            match ctx.replicas.unacked.pending(&conn.label(), (snap.epoch, snap.offset)) {
+                Some(h) => format!(
+                    "this replica never acknowledged the RDB version {} ({}) snapshot it was sent, so it most likely cannot load RDB version {} (its own version is unknown: no REPLCONF version, no INFO server answer from {}); not sending it again for up to {} s",
+                    h.version,
+                    rdbcheck::header_text(h),
+                    h.version,
+                    conn.label(),
+                    rdbcheck::UNACKED_HOLD.as_secs()
+                ),
+                None => return Ok(Some(header)),
+            }
+        }
+    };
+    tracing::warn!(replica = %conn.peer, announced = %conn.label(), "refusing a full sync: {why}");
+    ctx.metrics
+        .served_refusals
+        .with_label_values(&["redis", "rdb_version"])
+        .inc();
+    let line = format!("-ERR georelay: {why}; a full sync would wipe the replica and fail\r\n");
+    wr.write_all(line.as_bytes()).await?;
+    Err(ServeError::Dropped(
+        "replica refused: it cannot load the snapshot's RDB version",
+    ))
 }
 
 /// Sends `\n` once a second until the log has a snapshot to serve.

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod feed;
 pub mod info;
 pub mod peers;
+pub mod rdbcheck;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ impl ReplicaInfo {
 pub struct Replicas {
     next_id: AtomicU64,
     map: Mutex<BTreeMap<u64, ReplicaInfo>>,
+    /// Full syncs sent and not yet acknowledged (RDB version safety).
+    pub unacked: rdbcheck::Unacked,
 }
 
 impl Replicas {

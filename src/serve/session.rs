@@ -119,6 +119,8 @@ pub struct Session {
     announced_ip: Option<String>,
     capa_psync2: bool,
     rdb_only: bool,
+    /// `REPLCONF version` (sent by Valkey 8+).
+    version: Option<String>,
 }
 
 impl Session {
@@ -134,6 +136,7 @@ impl Session {
             announced_ip: None,
             capa_psync2: false,
             rdb_only: false,
+            version: None,
         }
     }
 
@@ -284,6 +287,7 @@ impl Session {
                 "ip-address" => self.announced_ip = Some(val),
                 "capa" => self.capa_psync2 |= val.eq_ignore_ascii_case("psync2"),
                 "rdb-only" => self.rdb_only = val == "1",
+                "version" => self.version = Some(val),
                 "rdb-filter-only" if !val.is_empty() => {
                     return self
                         .reply(
@@ -293,7 +297,10 @@ impl Session {
                 }
                 // ACK/GETACK are never answered; before PSYNC they carry nothing we need.
                 "ack" | "getack" | "fack" => return Ok(()),
-                _ => {} // capa values, version, rdb-channel, …: accepted like Redis does
+                // capa values (eof, psync2, dual-channel, skip-rdb-checksum, rdb-channel-repl),
+                // rdb-channel, set-rdb-client-id, …: accepted; we never answer
+                // +DUALCHANNELSYNC/+RDBCHANNELSYNC, so such replicas fall back to one channel.
+                _ => {}
             }
         }
         self.reply(b"+OK\r\n").await
@@ -314,8 +321,10 @@ impl Session {
             peer: self.peer,
             ip,
             port,
+            announced_port: self.listening_port.is_some(),
             capa_psync2: self.capa_psync2,
             rdb_only: self.rdb_only,
+            version: self.version.clone(),
         };
         feed::serve_sync(self.sock, self.buf, conn, req, self.ctx).await
     }

@@ -4,6 +4,9 @@
 
 pub mod load;
 pub mod prom;
+pub mod servers;
+
+pub use servers::ServerKind;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -70,25 +73,40 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The redis-server binary under test: $REDIS_SERVER, else `redis-server` on PATH.
-pub fn redis_binary() -> String {
-    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string())
-}
-
-/// A real redis-server process, killed on drop.
+/// A real server process (Redis or Valkey), killed on drop.
 pub struct Redis {
     pub port: u16,
+    pub kind: ServerKind,
     pub dir: tempfile::TempDir,
     child: Child,
 }
 
 impl Redis {
+    /// A Redis 7.0 server (the default kind; `$REDIS_SERVER` or `redis-server` on PATH).
     pub fn start(extra: &[&str]) -> Redis {
         Self::start_on(free_port(), extra)
     }
 
     /// Starts on a given port (to restart a server where its clients expect it).
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
+        Self::spawn(
+            ServerKind::Redis70,
+            ServerKind::Redis70.binary(),
+            port,
+            extra,
+        )
+    }
+
+    /// A server of `kind` (its binary checked to be that release).
+    pub fn start_kind(kind: ServerKind, extra: &[&str]) -> Redis {
+        Self::start_kind_on(kind, free_port(), extra)
+    }
+
+    pub fn start_kind_on(kind: ServerKind, port: u16, extra: &[&str]) -> Redis {
+        Self::spawn(kind, kind.checked_binary(), port, extra)
+    }
+
+    fn spawn(kind: ServerKind, binary: String, port: u16, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut args: Vec<String> = [
             "--port",
@@ -99,8 +117,6 @@ impl Redis {
             "",
             "--appendonly",
             "no",
-            "--enable-debug-command",
-            "yes",
             "--repl-diskless-sync-delay",
             "0",
             "--daemonize",
@@ -109,21 +125,40 @@ impl Redis {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(kind.quirk_args().iter().map(|s| s.to_string()));
         args.push("--dir".into());
         args.push(dir.path().display().to_string());
         args.push("--logfile".into());
         args.push(dir.path().join("redis.log").display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(redis_binary())
+        let child = Command::new(&binary)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start redis-server (is it installed? set REDIS_SERVER)");
-        let r = Redis { port, dir, child };
-        wait_until(Duration::from_secs(10), "redis-server answers PING", || {
-            Client::try_connect(port).is_some_and(|mut c| c.try_cmd(&["PING"]).is_ok())
-        });
+            .unwrap_or_else(|e| panic!("start {} ({binary}): {e}", kind.name()));
+        let mut r = Redis {
+            port,
+            kind,
+            dir,
+            child,
+        };
+        let start = Instant::now();
+        let answers =
+            || Client::try_connect(port).is_some_and(|mut c| c.try_cmd(&["PING"]).is_ok());
+        while !answers() {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!(
+                    "{} ({binary}) exited with {status}; log:\n{}",
+                    kind.name(),
+                    r.log_text()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("{} on port {port} never answered PING", kind.name());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         r
     }
 
@@ -458,8 +493,13 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-/// A Redis replica of `master_addr` (another process), with `masterauth` if given.
+/// A Redis 7.0 replica of `master_addr` (another process), with `masterauth` if given.
 pub fn start_replica(master_addr: &str, extra: &[&str]) -> Redis {
+    start_replica_kind(ServerKind::Redis70, master_addr, extra)
+}
+
+/// A replica of `kind` of `master_addr`; it saves the RDB to disk before loading it.
+pub fn start_replica_kind(kind: ServerKind, master_addr: &str, extra: &[&str]) -> Redis {
     let (host, port) = master_addr.rsplit_once(':').expect("host:port");
     let mut args = vec![
         "--replicaof",
@@ -469,7 +509,11 @@ pub fn start_replica(master_addr: &str, extra: &[&str]) -> Redis {
         "disabled",
     ];
     args.extend_from_slice(extra);
-    Redis::start(&args)
+    if kind == ServerKind::Redis70 {
+        Redis::start(&args)
+    } else {
+        Redis::start_kind(kind, &args)
+    }
 }
 
 /// Waits until every server's DEBUG DIGEST equals the master's, with a clear failure message.
