@@ -54,6 +54,7 @@ struct RawUpstream {
     password: Option<String>,
     password_file: Option<PathBuf>,
     ack: Option<String>,
+    announce_version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +92,8 @@ pub struct UpstreamConfig {
     pub redis: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `REPLCONF version` to announce to the master (Valkey 9 picks its RDB format by it).
+    pub announce_version: Option<String>,
 }
 
 /// Where the stream comes from: a Redis master (`upstream.redis`) or another agent over QUIC
@@ -273,6 +276,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "needs upstream.password or upstream.password_file".into(),
         );
     }
+    let announce_version = raw.upstream.announce_version.filter(|v| !v.is_empty());
+    if let Some(v) = &announce_version {
+        let parts: Vec<&str> = v.split('.').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            bad("upstream.announce_version", format!("{v:?} must look like 9.0.0"));
+        }
+    }
     let ack = match raw.upstream.ack.as_deref() {
         None | Some("durable") => AckPolicy::Durable,
         Some("remote") => AckPolicy::Remote,
@@ -421,6 +431,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             redis,
             username: raw.upstream.username,
             password,
+            announce_version,
         },
         listen_redis,
         listen_admin,

@@ -70,6 +70,10 @@ pub async fn handshake(
         b"psync2",
     ]));
     expect.push("REPLCONF capa");
+    if let Some(v) = &cfg.announce_version {
+        out.extend_from_slice(&resp::command(&[b"REPLCONF", b"version", v.as_bytes()]));
+        expect.push("REPLCONF version");
+    }
     conn.send(&out).await?;
     for what in expect {
         let reply = conn.read_reply(REPLY_TIMEOUT).await?;

@@ -49,16 +49,27 @@ impl UpstreamCtx {
 /// Runs the upstream link until `shutdown` flips, reconnecting with jittered backoff.
 pub async fn run(ctx: UpstreamCtx, mut shutdown: watch::Receiver<bool>) {
     let mut failures: u32 = 0;
+    // Consecutive full syncs that failed before streaming: each one forked the origin.
+    let mut failed_full_syncs: u32 = 0;
     let mut first = true;
     loop {
         if !first {
             ctx.metrics.upstream_reconnects.inc();
         }
         first = false;
+        let mut phase = Phase::Handshake;
         let result = tokio::select! {
-            r = session(&ctx) => r,
+            r = session(&ctx, &mut phase) => r,
             _ = shutdown.changed() => return,
         };
+        match phase {
+            Phase::Streaming => {
+                failures = 0;
+                failed_full_syncs = 0;
+            }
+            Phase::FullSync => failed_full_syncs = failed_full_syncs.saturating_add(1),
+            Phase::Handshake => {}
+        }
         ctx.metrics.upstream_connected.set(0);
         ctx.health.upstream_up.store(false, Ordering::Relaxed);
         let err = match result {
@@ -87,6 +98,22 @@ pub async fn run(ctx: UpstreamCtx, mut shutdown: watch::Receiver<bool>) {
                 Duration::from_millis((100u64 << failures.min(6)).min(5_000))
             }
         };
+        // A full sync that keeps failing makes the origin fork every time: slow down, and say
+        // what to look at.
+        let base = if failed_full_syncs > 0 && phase == Phase::FullSync {
+            let n = failed_full_syncs.saturating_sub(1).min(4);
+            let wait = Duration::from_secs((5u64 << (2 * n)).min(300));
+            tracing::error!(
+                upstream = %ctx.cfg.redis,
+                "{failed_full_syncs} full sync attempt(s) in a row failed ({err}); each one forks the origin. \
+                 Retrying in {}s. Check the origin's log (e.g. an RDB it cannot write in the format this agent \
+                 asks for, see upstream.announce_version) and the agent's disk.",
+                wait.as_secs()
+            );
+            base.max(wait)
+        } else {
+            base
+        };
         let jitter = rand::rng().random_range(0.8..1.2);
         tokio::select! {
             _ = tokio::time::sleep(base.mul_f64(jitter)) => {}
@@ -95,7 +122,15 @@ pub async fn run(ctx: UpstreamCtx, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn session(ctx: &UpstreamCtx) -> Result<(), UpstreamError> {
+/// How far a session got, for the retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    FullSync,
+    Streaming,
+}
+
+async fn session(ctx: &UpstreamCtx, phase: &mut Phase) -> Result<(), UpstreamError> {
     let mut conn = Conn::connect(&ctx.cfg.redis, Duration::from_secs(5)).await?;
     handshake::handshake(&mut conn, &ctx.cfg, ctx.listening_port, false).await?;
     let position = ctx.log.current();
@@ -104,6 +139,7 @@ async fn session(ctx: &UpstreamCtx) -> Result<(), UpstreamError> {
     let mut ack_now = None;
     match reply {
         PsyncReply::Full { replid, offset } => {
+            *phase = Phase::FullSync;
             let reason = if position.is_none() {
                 "first_sync"
             } else {
@@ -150,6 +186,7 @@ async fn session(ctx: &UpstreamCtx) -> Result<(), UpstreamError> {
             tracing::info!(upstream = %ctx.cfg.redis, "partial resync accepted from offset {}", ctx.log.current().map(|c| c.1 + 1).unwrap_or(0));
         }
     }
+    *phase = Phase::Streaming;
     ctx.metrics.upstream_connected.set(1);
     ctx.health.upstream_up.store(true, Ordering::Relaxed);
     ctx.health.log_writable.store(true, Ordering::Relaxed);
