@@ -116,6 +116,11 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 remote_ack: (cfg.ack == AckPolicy::Remote).then(|| peers.subscribe_remote_ack()),
+                tls: cfg
+                    .upstream_tls
+                    .as_ref()
+                    .map(crate::redistls::Connector::new)
+                    .transpose()?,
             };
             tasks.push(tokio::spawn(up_redis::run(
                 up_ctx.clone(),
@@ -179,7 +184,23 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         replicas: serve_ctx.replicas.clone(),
         peers: peers.clone(),
     };
-    tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx)));
+    if let (Some(addr), Some(tls)) = (cfg.listen_redis_tls, &cfg.serve_tls) {
+        let acceptor = crate::redistls::acceptor(tls)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                what: "listen.redis_tls",
+                addr,
+                source,
+            })?;
+        tracing::info!(replicas_tls = %addr, "listening for TLS replicas");
+        tasks.push(tokio::spawn(serve::run(
+            listener,
+            serve_ctx.clone(),
+            Some(acceptor),
+        )));
+    }
+    tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx, None)));
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         admin_state,

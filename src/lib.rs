@@ -18,6 +18,7 @@ pub mod link;
 pub mod log;
 pub mod metrics;
 pub mod rdb;
+pub mod redistls;
 pub mod resp;
 pub mod serve;
 pub mod units;

@@ -55,6 +55,11 @@ struct RawUpstream {
     password_file: Option<PathBuf>,
     ack: Option<String>,
     announce_version: Option<String>,
+    tls: Option<bool>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +68,7 @@ struct RawListen {
     redis: Option<String>,
     admin: Option<String>,
     agent: Option<String>,
+    redis_tls: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +80,9 @@ struct RawServe {
     max_replicas: Option<usize>,
     max_connections: Option<usize>,
     max_agents: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +136,11 @@ pub struct Config {
     /// Redis upstream details (address and credentials); `redis` is empty with an agent upstream.
     pub upstream: UpstreamConfig,
     pub listen_agent: Option<SocketAddr>,
+    /// TLS towards the Redis master (`upstream.tls = true`).
+    pub upstream_tls: Option<crate::redistls::ClientTls>,
+    /// A TLS replica port (`listen.redis_tls`) and its certificate (`serve.tls_*`).
+    pub listen_redis_tls: Option<SocketAddr>,
+    pub serve_tls: Option<crate::redistls::ServerTls>,
     pub tls: Option<crate::link::TlsFiles>,
     pub link: LinkSettings,
     pub listen_redis: SocketAddr,
@@ -279,8 +293,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let announce_version = raw.upstream.announce_version.filter(|v| !v.is_empty());
     if let Some(v) = &announce_version {
         let parts: Vec<&str> = v.split('.').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-            bad("upstream.announce_version", format!("{v:?} must look like 9.0.0"));
+        if parts.len() != 3
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            bad(
+                "upstream.announce_version",
+                format!("{v:?} must look like 9.0.0"),
+            );
         }
     }
     let ack = match raw.upstream.ack.as_deref() {
@@ -324,6 +345,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let listen_redis = addr("listen.redis", raw.listen.redis, DEFAULT_LISTEN_REDIS);
     let listen_admin = addr("listen.admin", raw.listen.admin, DEFAULT_LISTEN_ADMIN);
     let listen_agent = raw.listen.agent.map(|a| addr("listen.agent", Some(a), ""));
+    let listen_redis_tls = raw
+        .listen
+        .redis_tls
+        .map(|a| addr("listen.redis_tls", Some(a), ""));
 
     let size = |key: &str, v: Option<String>, default: &str, problems: &mut Vec<String>| -> u64 {
         parse_size(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
@@ -399,6 +424,57 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         problems.push("serve.max_replicas: must be at least 1".into());
     }
 
+    let readable = |key: &str, p: Option<PathBuf>, problems: &mut Vec<String>| -> Option<PathBuf> {
+        let p = base.join(p?);
+        if let Err(e) = std::fs::File::open(&p) {
+            problems.push(format!("{key}: cannot read {}: {e}", p.display()));
+        }
+        Some(p)
+    };
+    let upstream_tls = if raw.upstream.tls.unwrap_or(false) {
+        let ca = readable("upstream.tls_ca", raw.upstream.tls_ca, &mut problems);
+        if ca.is_none() {
+            problems.push("upstream.tls_ca: is required with upstream.tls = true".into());
+        }
+        let cert = readable("upstream.tls_cert", raw.upstream.tls_cert, &mut problems);
+        let key = readable("upstream.tls_key", raw.upstream.tls_key, &mut problems);
+        if cert.is_some() != key.is_some() {
+            problems.push(
+                "upstream.tls_key: set both upstream.tls_cert and upstream.tls_key, or neither"
+                    .into(),
+            );
+        }
+        let host = redis
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            .unwrap_or_default();
+        Some(crate::redistls::ClientTls {
+            ca: ca.unwrap_or_default(),
+            cert,
+            key,
+            server_name: raw.upstream.tls_server_name.unwrap_or(host),
+        })
+    } else {
+        None
+    };
+    let serve_tls = match (listen_redis_tls, raw.serve.tls_cert, raw.serve.tls_key) {
+        (None, None, None) => None,
+        (Some(_), Some(cert), Some(key)) => Some(crate::redistls::ServerTls {
+            cert: readable("serve.tls_cert", Some(cert), &mut problems).unwrap_or_default(),
+            key: readable("serve.tls_key", Some(key), &mut problems).unwrap_or_default(),
+            ca: readable("serve.tls_ca", raw.serve.tls_ca, &mut problems),
+        }),
+        (Some(_), _, _) => {
+            problems.push(
+                "serve.tls_cert: listen.redis_tls needs serve.tls_cert and serve.tls_key".into(),
+            );
+            None
+        }
+        (None, _, _) => {
+            problems.push("listen.redis_tls: serve.tls_cert/serve.tls_key are set but listen.redis_tls is not".into());
+            None
+        }
+    };
     let quic = agent_addr.is_some() || listen_agent.is_some();
     let (tls, server_name) = link::tls(raw.tls, quic, base, &mut problems);
     let link = link::link(raw.link, &mut problems);
@@ -425,6 +501,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         source,
         ack,
         listen_agent,
+        upstream_tls,
+        listen_redis_tls,
+        serve_tls,
         tls,
         link,
         upstream: UpstreamConfig {
@@ -567,5 +646,17 @@ fsync = "always"
             }
         );
         assert_eq!(c.link.compression, crate::link::Compression::Zstd);
+    }
+
+    #[test]
+    fn redis_tls_and_announce_version_are_checked() {
+        let e = parse(
+            "data_dir = \"d\"\n[upstream]\nredis = \"a:1\"\ntls = true\nannounce_version = \"nine\"\n[listen]\nredis_tls = \"127.0.0.1:6390\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("upstream.tls_ca: is required"), "{e}");
+        assert!(e.contains("upstream.announce_version"), "{e}");
+        assert!(e.contains("serve.tls_cert"), "{e}");
     }
 }

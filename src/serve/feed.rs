@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::redistls::{BoxStream, ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::rdbcheck::{self, Release, Verdict};
@@ -48,13 +47,13 @@ impl ReplicaConn {
 
 /// Serves a replica from PSYNC/SYNC until it disconnects or is dropped.
 pub async fn serve_sync(
-    sock: TcpStream,
+    sock: BoxStream,
     leftover: BytesMut,
     conn: ReplicaConn,
     req: SyncRequest,
     ctx: ServeCtx,
 ) -> Result<(), ServeError> {
-    let (rd, mut wr) = sock.into_split();
+    let (rd, mut wr) = tokio::io::split(sock);
     let label_kind = "redis";
     if ctx.replicas.len() >= ctx.max_replicas {
         ctx.metrics

@@ -150,7 +150,8 @@ impl Drop for ConnGuard {
 }
 
 /// Accepts replica connections until shutdown.
-pub async fn run(listener: TcpListener, ctx: ServeCtx) {
+/// With `tls`, each connection first completes a TLS handshake (bounded by serve.timeout).
+pub async fn run(listener: TcpListener, ctx: ServeCtx, tls: Option<tokio_rustls::TlsAcceptor>) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
         tokio::select! {
@@ -158,7 +159,26 @@ pub async fn run(listener: TcpListener, ctx: ServeCtx) {
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let c = ctx.clone();
-                    tokio::spawn(async move { serve_one(sock, peer, c).await });
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        let _ = sock.set_nodelay(true);
+                        let stream: crate::redistls::BoxStream = match tls {
+                            None => Box::new(sock),
+                            Some(acceptor) => match tokio::time::timeout(c.timeout, acceptor.accept(sock)).await {
+                                Ok(Ok(s)) => Box::new(s),
+                                Ok(Err(e)) => {
+                                    c.metrics.served_refusals.with_label_values(&["redis", "tls"]).inc();
+                                    tracing::warn!(%peer, "TLS handshake on the replica port failed: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::warn!(%peer, "TLS handshake on the replica port timed out");
+                                    return;
+                                }
+                            },
+                        };
+                        serve_one(stream, peer, c).await
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("replica port accept failed: {e}");
@@ -169,9 +189,8 @@ pub async fn run(listener: TcpListener, ctx: ServeCtx) {
     }
 }
 
-async fn serve_one(mut sock: tokio::net::TcpStream, peer: SocketAddr, ctx: ServeCtx) {
+async fn serve_one(mut sock: crate::redistls::BoxStream, peer: SocketAddr, ctx: ServeCtx) {
     use std::sync::atomic::Ordering;
-    let _ = sock.set_nodelay(true);
     let open = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = ConnGuard(ctx.connections.clone());
     if open > ctx.max_connections {

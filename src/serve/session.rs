@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
+use crate::redistls::BoxStream;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::feed::{self, SyncRequest};
 use super::info;
@@ -110,7 +110,7 @@ const WRITE_COMMANDS: &[&str] = &[
 
 /// Replica-port connection state during the command phase.
 pub struct Session {
-    sock: TcpStream,
+    sock: BoxStream,
     peer: SocketAddr,
     ctx: ServeCtx,
     buf: BytesMut,
@@ -124,7 +124,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(sock: TcpStream, peer: SocketAddr, ctx: ServeCtx) -> Session {
+    pub fn new(sock: BoxStream, peer: SocketAddr, ctx: ServeCtx) -> Session {
         let authed = ctx.requirepass.is_none();
         Session {
             sock,

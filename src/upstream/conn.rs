@@ -5,6 +5,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::redistls::{BoxStream, Connector};
 use tokio::time::timeout;
 
 use super::UpstreamError;
@@ -14,18 +16,30 @@ use crate::resp;
 const MAX_LINE: usize = 64 * 1024;
 
 pub struct Conn {
-    sock: TcpStream,
+    sock: BoxStream,
     pub buf: BytesMut,
     pub addr: String,
 }
 
 impl Conn {
-    pub async fn connect(addr: &str, limit: Duration) -> Result<Conn, UpstreamError> {
-        let sock = timeout(limit, TcpStream::connect(addr))
+    /// Connects over TCP, then TLS when a connector is given.
+    pub async fn connect(
+        addr: &str,
+        limit: Duration,
+        tls: Option<&Connector>,
+    ) -> Result<Conn, UpstreamError> {
+        let tcp = timeout(limit, TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::Timeout(format!("connecting to {addr}")))?
             .map_err(|e| UpstreamError::Io(format!("connecting to {addr}: {e}")))?;
-        let _ = sock.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let sock: BoxStream = match tls {
+            None => Box::new(tcp),
+            Some(c) => timeout(limit, c.connect(tcp))
+                .await
+                .map_err(|_| UpstreamError::Timeout(format!("TLS handshake with {addr}")))?
+                .map_err(|e| UpstreamError::Io(format!("TLS handshake with {addr}: {e}")))?,
+        };
         Ok(Conn {
             sock,
             buf: BytesMut::with_capacity(256 * 1024),
@@ -84,7 +98,7 @@ impl Conn {
     }
 
     /// Takes the connection apart for streaming.
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(self) -> (BoxStream, BytesMut) {
         (self.sock, self.buf)
     }
 }

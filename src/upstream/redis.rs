@@ -31,6 +31,8 @@ pub struct UpstreamCtx {
     pub log: Log,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// TLS towards the master (`upstream.tls`).
+    pub tls: Option<crate::redistls::Connector>,
     /// With `ack = "remote"`: the lowest durable offset among downstream agents.
     pub remote_ack: Option<watch::Receiver<u64>>,
 }
@@ -131,7 +133,7 @@ enum Phase {
 }
 
 async fn session(ctx: &UpstreamCtx, phase: &mut Phase) -> Result<(), UpstreamError> {
-    let mut conn = Conn::connect(&ctx.cfg.redis, Duration::from_secs(5)).await?;
+    let mut conn = Conn::connect(&ctx.cfg.redis, Duration::from_secs(5), ctx.tls.as_ref()).await?;
     handshake::handshake(&mut conn, &ctx.cfg, ctx.listening_port, false).await?;
     let position = ctx.log.current();
     let ask = position.as_ref().map(|(id, head)| (id.as_str(), head + 1));
@@ -196,7 +198,7 @@ async fn session(ctx: &UpstreamCtx, phase: &mut Phase) -> Result<(), UpstreamErr
 /// Copies the stream into the log until the connection ends.
 async fn stream(ctx: &UpstreamCtx, conn: Conn, ack_now: Option<u64>) -> Result<(), UpstreamError> {
     let (sock, mut buf) = conn.into_parts();
-    let (mut rd, mut wr) = sock.into_split();
+    let (mut rd, mut wr) = tokio::io::split(sock);
     // A partial resync resumes at whatever byte the log ended on, possibly mid-command; the
     // scanner only finds GETACKs, so it must never end the link: it resynchronises instead.
     let mut scanner = StreamScanner::tolerant();
@@ -280,10 +282,7 @@ fn append_chunk(
     Ok(scan.getack.map(|end| start + end as u64 - 1))
 }
 
-async fn send_ack(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    offset: u64,
-) -> Result<(), UpstreamError> {
+async fn send_ack(wr: &mut crate::redistls::WriteHalf, offset: u64) -> Result<(), UpstreamError> {
     let cmd = resp::command(&[b"REPLCONF", b"ACK", offset.to_string().as_bytes()]);
     wr.write_all(&cmd)
         .await

@@ -103,7 +103,7 @@ pub async fn refresh_once(ctx: &UpstreamCtx) -> Result<u64, UpstreamError> {
         "fetching a fresh snapshot from {} (rdb-only)",
         ctx.cfg.redis
     );
-    let mut conn = Conn::connect(&ctx.cfg.redis, Duration::from_secs(5)).await?;
+    let mut conn = Conn::connect(&ctx.cfg.redis, Duration::from_secs(5), ctx.tls.as_ref()).await?;
     handshake::handshake(&mut conn, &ctx.cfg, ctx.listening_port, true).await?;
     let (replid, offset) = match handshake::psync(&mut conn, None).await? {
         PsyncReply::Full { replid, offset } => (replid, offset),
