@@ -405,6 +405,23 @@ impl Agent {
         std::fs::write(&self.config_path, out).expect("write config");
     }
 
+    /// The running process's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Peak resident memory (VmHWM, KiB) of the running process.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -543,8 +560,12 @@ pub struct WanSimProc {
 impl WanSimProc {
     /// Relays UDP from a new loopback port to `forward_port` with the given impairment flags.
     pub fn start(forward_port: u16, flags: &[&str]) -> WanSimProc {
+        Self::start_on(free_udp_port(), forward_port, flags)
+    }
+
+    /// Starts on a given UDP port (to change impairments while clients keep their address).
+    pub fn start_on(port: u16, forward_port: u16, flags: &[&str]) -> WanSimProc {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_udp_port();
         let outage_file = dir.path().join("outage");
         let log = std::fs::File::create(dir.path().join("wansim.log")).expect("wan-sim log");
         let child = Command::new(env!("CARGO_BIN_EXE_georelay"))
