@@ -79,7 +79,7 @@ fn soak_two_region_chain_under_random_faults() {
         &format!("127.0.0.1:{wan_port}"),
         &pki.tls_section("region-b", Some("site-a")),
     ));
-    let mut replicas = vec![start_replica(&b.addr(), &[]), start_replica(&b.addr(), &[])];
+    let mut replicas = [start_replica(&b.addr(), &[]), start_replica(&b.addr(), &[])];
 
     // The load: mixed writes to whichever server is the origin, paused for the failover.
     let origin_port = Arc::new(AtomicU16::new(origin.port));
