@@ -14,6 +14,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod failpoint;
 pub mod link;
 pub mod log;
 pub mod metrics;

@@ -109,3 +109,62 @@ fn a_full_disk_pauses_appends_and_resumes_when_space_returns() {
     assert_eq!(agent.metric("georelay_log_corruptions_total", &[]), 0.0);
     assert_eq!(master.info_field("stats", "sync_full"), "1");
 }
+
+#[test]
+fn a_failed_fsync_stops_the_agent_and_loses_no_acknowledged_byte() {
+    let master = Redis::start(&["--repl-backlog-size", "256mb"]);
+    let config = support::agent_config(
+        &master.addr(),
+        "[log]\nfsync = \"always\"\nsegment_bytes = \"1MiB\"\n",
+    );
+    let mut agent = Agent::start_env(&config, &[("GEORELAY_FAILPOINTS", "fsync@300")]);
+    let replica = start_replica(&agent.addr(), &[]);
+    // Write in small batches, noting what the origin sees acknowledged, until the agent dies.
+    let agent_port = agent.redis_port;
+    let origin_acked = || -> u64 {
+        let info = master.client().cmd_str(&["INFO", "replication"]);
+        info.lines()
+            .filter(|l| l.contains(&format!("port={agent_port},")) && l.contains("state=online"))
+            .filter_map(|l| l.split("offset=").nth(1)?.split(',').next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut acked = 0;
+    let mut status = None;
+    for round in 0..2_000 {
+        write_sets(master.port, 100, 512, &format!("fsync{round}"));
+        acked = acked.max(origin_acked());
+        if let Some(s) = agent.wait_exit(Duration::from_millis(20)) {
+            status = Some(s);
+            break;
+        }
+    }
+    let status = status.expect("the agent kept running after a failed fsync");
+    assert_eq!(status.code(), Some(74), "a failed fsync must exit 74");
+    assert!(
+        agent.log_text().contains("fsync failed"),
+        "no clear message about the failed fsync"
+    );
+    assert!(
+        acked > 0,
+        "the agent acknowledged nothing before the failure"
+    );
+    agent.clear_env();
+    agent.restart();
+    let text = agent.log_text();
+    let head: u64 = text
+        .lines()
+        .rfind(|l| l.contains("replication log opened") && l.contains("segments="))
+        .and_then(|l| {
+            l.split("head=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("recovered head logged");
+    assert!(head >= acked, "acknowledged {acked}, recovered only {head}");
+    wait_digests_equal(&master, &[&replica], LONG);
+    assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 0.0);
+}

@@ -120,7 +120,12 @@ impl SyncCore {
         };
         let started = Instant::now();
         for d in &dirty {
-            if let Err(e) = d.file.sync_data() {
+            let res = if crate::failpoint::hit("fsync") {
+                Err(std::io::Error::other("injected by failpoint fsync"))
+            } else {
+                d.file.sync_data()
+            };
+            if let Err(e) = res {
                 fatal(&d.path, &e);
             }
         }

@@ -309,6 +309,8 @@ pub struct Agent {
     pub work: tempfile::TempDir,
     child: Option<Child>,
     pub starts: u32,
+    /// Extra environment for the process (cleared with `clear_env`).
+    env: Vec<(String, String)>,
 }
 
 /// The agent's config body after the listen section; `{data_dir}`, `{redis_port}`,
@@ -323,6 +325,10 @@ pub fn agent_config(upstream: &str, extra: &str) -> String {
 impl Agent {
     /// Starts an agent with `config` (see [`agent_config`]) and waits for its admin port.
     pub fn start(config: &str) -> Agent {
+        Agent::start_inner(config, Vec::new())
+    }
+
+    fn start_inner(config: &str, env: Vec<(String, String)>) -> Agent {
         let work = tempfile::tempdir().expect("tempdir");
         let data_dir = work.path().join("data");
         let mut a = Agent {
@@ -333,6 +339,7 @@ impl Agent {
             work,
             child: None,
             starts: 0,
+            env,
         };
         let text = config
             .replace("{data_dir}", &a.data_dir.display().to_string())
@@ -343,7 +350,39 @@ impl Agent {
         a
     }
 
+    /// Starts an agent with extra environment variables (e.g. `GEORELAY_FAILPOINTS`).
+    pub fn start_env(config: &str, env: &[(&str, &str)]) -> Agent {
+        Agent::start_inner(
+            config,
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Drops the extra environment for later restarts.
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
     pub fn spawn_raw(config_path: &Path, log_path: &Path) -> Child {
+        Self::spawn_env(config_path, log_path, &[])
+    }
+
+    fn spawn_env(config_path: &Path, log_path: &Path, env: &[(String, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -356,6 +395,7 @@ impl Agent {
                 "RUST_LOG",
                 std::env::var("GEORELAY_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -369,7 +409,7 @@ impl Agent {
     /// (Re)starts the process on the same data dir and waits until /healthz answers.
     pub fn restart(&mut self) {
         self.starts += 1;
-        let child = Self::spawn_raw(&self.config_path, &self.log_path());
+        let child = Self::spawn_env(&self.config_path, &self.log_path(), &self.env);
         self.child = Some(child);
         let port = self.admin_port;
         let log = self.log_path();
