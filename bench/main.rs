@@ -64,6 +64,9 @@ struct Opts {
     /// Commands of the realistic mix for the WAN-bytes scenario.
     #[arg(long, default_value_t = 300_000)]
     mix_commands: u64,
+    /// Extra `[link]` lines for every agent (e.g. `window = "8MiB"`), to try settings.
+    #[arg(long, default_value = "")]
+    link_extra: String,
     /// Where to write BENCHMARKS.md and benchmarks.json.
     #[arg(long, default_value = "docs")]
     out_dir: PathBuf,
@@ -164,6 +167,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 // ---------------------------------------------------------------- processes
 
 static START: OnceLock<Instant> = OnceLock::new();
+static LINK_EXTRA: OnceLock<String> = OnceLock::new();
 fn now_ns() -> u128 {
     START.get_or_init(Instant::now).elapsed().as_nanos()
 }
@@ -404,8 +408,9 @@ impl Agent {
         if matches!(up, Up::Agent(_)) {
             t.push_str("server_name = \"site-a\"\n");
         }
-        if !link.is_empty() {
-            t.push_str(&format!("[link]\n{link}\n"));
+        let extra = LINK_EXTRA.get().map(String::as_str).unwrap_or("");
+        if !link.is_empty() || !extra.is_empty() {
+            t.push_str(&format!("[link]\n{link}\n{extra}\n"));
         }
         if !log.is_empty() {
             t.push_str(&format!("[log]\n{log}\n"));
@@ -1477,6 +1482,7 @@ fn targets(res: &Results) -> Vec<Target> {
 fn main() -> Result<()> {
     let o = Opts::parse();
     START.get_or_init(Instant::now);
+    LINK_EXTRA.get_or_init(|| o.link_extra.replace("\\n", "\n"));
     let wall0 = Instant::now();
     let exe = std::env::current_exe()?;
     let georelay = exe.with_file_name("georelay");
