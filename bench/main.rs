@@ -29,7 +29,10 @@ const GB: f64 = 1e9;
 const MIB: u64 = 1 << 20;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "georelay-bench", about = "georelay benchmarks against direct and native chained Redis replication")]
+#[command(
+    name = "georelay-bench",
+    about = "georelay benchmarks against direct and native chained Redis replication"
+)]
 struct Opts {
     /// Runs per scenario (medians with min and max are reported).
     #[arg(long, default_value_t = 3)]
@@ -382,7 +385,14 @@ struct Agent {
 
 impl Agent {
     /// `node` is "site-a" (upstream: Redis) or "region-b" (upstream: an agent).
-    fn start(env: &Env, node: &str, up: Up, listen_agent: bool, link: &str, log: &str) -> Result<Agent> {
+    fn start(
+        env: &Env,
+        node: &str,
+        up: Up,
+        listen_agent: bool,
+        link: &str,
+        log: &str,
+    ) -> Result<Agent> {
         let dir = env.dir(node);
         let admin = free_port();
         let redis_port = free_port();
@@ -457,7 +467,9 @@ impl Agent {
         self.proc.pid()
     }
     fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = http_get(self.admin, "/metrics").map(|x| x.1).unwrap_or_default();
+        let text = http_get(self.admin, "/metrics")
+            .map(|x| x.1)
+            .unwrap_or_default();
         metric_value(&text, name, labels)
     }
     fn head(&self) -> u64 {
@@ -534,19 +546,32 @@ fn wait_for(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> Op
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
 fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -616,14 +641,26 @@ fn redis_benchmark(port: u16, value: usize, n: u64) -> Result<Duration> {
     let t0 = Instant::now();
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", "set", "-d", &value.to_string(), "-P", "16", "-c", "50"])
+        .args([
+            "-t",
+            "set",
+            "-d",
+            &value.to_string(),
+            "-P",
+            "16",
+            "-c",
+            "50",
+        ])
         .args(["-n", &n.to_string(), "-r", "100000", "-q"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
         .context("redis-benchmark")?;
     if !out.status.success() {
-        bail!("redis-benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "redis-benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(t0.elapsed())
 }
@@ -636,14 +673,21 @@ fn sets_for_mb(mb: u64, value: usize) -> u64 {
 /// A realistic write mix: JSON-like documents, counters, small hashes, a leaderboard.
 fn write_mix(port: u16, n: u64, seed: u64) -> Result<()> {
     const WORDS: &[&str] = &[
-        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
-        "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
-        "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "order", "cart", "checkout",
-        "shipped", "pending", "refund", "premium", "basic", "mobile", "desktop", "berlin",
-        "paris", "tokyo", "lagos", "lima", "sydney", "red", "green", "blue", "small", "large",
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra",
+        "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "order", "cart",
+        "checkout", "shipped", "pending", "refund", "premium", "basic", "mobile", "desktop",
+        "berlin", "paris", "tokyo", "lagos", "lima", "sydney", "red", "green", "blue", "small",
+        "large",
     ];
-    const FIRST: &[&str] = &["anna", "ben", "chloe", "dmitri", "emma", "felix", "grace", "hiro", "ines", "jamal", "kofi", "lea"];
-    const LAST: &[&str] = &["smith", "mueller", "rossi", "tanaka", "garcia", "okafor", "dubois", "kim", "nowak", "silva"];
+    const FIRST: &[&str] = &[
+        "anna", "ben", "chloe", "dmitri", "emma", "felix", "grace", "hiro", "ines", "jamal",
+        "kofi", "lea",
+    ];
+    const LAST: &[&str] = &[
+        "smith", "mueller", "rossi", "tanaka", "garcia", "okafor", "dubois", "kim", "nowak",
+        "silva",
+    ];
     const CC: &[&str] = &["DE", "FR", "JP", "NG", "PE", "AU", "US", "BR", "IN", "GB"];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut c = Client::connect(port)?;
@@ -660,9 +704,13 @@ fn write_mix(port: u16, n: u64, seed: u64) -> Result<()> {
                 let f = FIRST[rng.random_range(0..FIRST.len())];
                 let l = LAST[rng.random_range(0..LAST.len())];
                 let nt = rng.random_range(1..5);
-                let tags: Vec<String> = (0..nt).map(|_| format!("\"{}\"", WORDS[rng.random_range(0..WORDS.len())])).collect();
+                let tags: Vec<String> = (0..nt)
+                    .map(|_| format!("\"{}\"", WORDS[rng.random_range(0..WORDS.len())]))
+                    .collect();
                 let nb = rng.random_range(4..20);
-                let bio: Vec<&str> = (0..nb).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect();
+                let bio: Vec<&str> = (0..nb)
+                    .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                    .collect();
                 let doc = format!(
                     "{{\"id\":{id},\"name\":\"{f} {l}\",\"email\":\"{f}.{l}{}@example.com\",\"age\":{},\"country\":\"{}\",\"tags\":[{}],\"score\":{:.2},\"active\":{},\"created\":\"2026-{:02}-{:02}T{:02}:{:02}:{:02}Z\",\"bio\":\"{}\",\"orders\":{}}}",
                     rng.random_range(0..1000),
@@ -683,9 +731,16 @@ fn write_mix(port: u16, n: u64, seed: u64) -> Result<()> {
             } else if kind < 75 {
                 let page = rng.random_range(0..5000);
                 if rng.random_bool(0.5) {
-                    vec!["INCR".into(), format!("views:page:{page}:2026-{:02}", rng.random_range(1..13))]
+                    vec![
+                        "INCR".into(),
+                        format!("views:page:{page}:2026-{:02}", rng.random_range(1..13)),
+                    ]
                 } else {
-                    vec!["INCRBY".into(), format!("stock:sku:{page}"), rng.random_range(-5..20i32).to_string()]
+                    vec![
+                        "INCRBY".into(),
+                        format!("stock:sku:{page}"),
+                        rng.random_range(-5..20i32).to_string(),
+                    ]
                 }
             } else if kind < 95 {
                 let s = rng.random_range(0..50_000);
@@ -695,9 +750,19 @@ fn write_mix(port: u16, n: u64, seed: u64) -> Result<()> {
                     "user".into(),
                     rng.random_range(0..200_000).to_string(),
                     "ip".into(),
-                    format!("10.{}.{}.{}", rng.random_range(0..256), rng.random_range(0..256), rng.random_range(0..256)),
+                    format!(
+                        "10.{}.{}.{}",
+                        rng.random_range(0..256),
+                        rng.random_range(0..256),
+                        rng.random_range(0..256)
+                    ),
                     "ua".into(),
-                    ["Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)", "curl/8.5.0"][rng.random_range(0..3)].into(),
+                    [
+                        "Mozilla/5.0 (X11; Linux x86_64)",
+                        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)",
+                        "curl/8.5.0",
+                    ][rng.random_range(0..3)]
+                    .into(),
                     "last_seen".into(),
                     (1_790_000_000u64 + rng.random_range(0..10_000_000)).to_string(),
                 ]
@@ -755,7 +820,8 @@ impl Prober {
         let done = Arc::new(AtomicBool::new(false));
         let mut sub = Client::connect(far)?;
         sub.cmd(&["SUBSCRIBE", "bench-lag"])?;
-        sub.sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        sub.sock
+            .set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut publ = Client::connect(origin)?;
         let st = stop.clone();
         let publisher = std::thread::spawn(move || {
@@ -780,16 +846,20 @@ impl Prober {
                         if let Some(Frame::Bulk(p)) = items.get(2) {
                             let s = String::from_utf8_lossy(p);
                             if let Some((seq, t)) = s.split_once(':') {
-                                let (seq, t): (u64, u128) = (seq.parse().unwrap_or(0), t.parse().unwrap_or(0));
+                                let (seq, t): (u64, u128) =
+                                    (seq.parse().unwrap_or(0), t.parse().unwrap_or(0));
                                 got.push((seq, (now - t) as f64 / 1e6));
                             }
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        let timeout = e
-                            .downcast_ref::<std::io::Error>()
-                            .is_some_and(|e| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+                        let timeout = e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            )
+                        });
                         if !timeout {
                             break;
                         }
@@ -798,7 +868,12 @@ impl Prober {
             }
             got
         });
-        Ok(Prober { stop, publisher, subscriber, done })
+        Ok(Prober {
+            stop,
+            publisher,
+            subscriber,
+            done,
+        })
     }
 
     /// Stops publishing, waits up to `grace` for the last messages; lag samples in ms, sorted,
@@ -826,9 +901,27 @@ impl Prober {
 }
 
 fn rec_lag(res: &mut Results, sc: &str, case: &str, prefix: &str, lags: &[f64]) {
-    res.rec(sc, case, &format!("{prefix} lag p50"), "ms", pct(lags, 50.0));
-    res.rec(sc, case, &format!("{prefix} lag p99"), "ms", pct(lags, 99.0));
-    res.rec(sc, case, &format!("{prefix} lag max"), "ms", lags.last().copied().unwrap_or(f64::NAN));
+    res.rec(
+        sc,
+        case,
+        &format!("{prefix} lag p50"),
+        "ms",
+        pct(lags, 50.0),
+    );
+    res.rec(
+        sc,
+        case,
+        &format!("{prefix} lag p99"),
+        "ms",
+        pct(lags, 99.0),
+    );
+    res.rec(
+        sc,
+        case,
+        &format!("{prefix} lag max"),
+        "ms",
+        lags.last().copied().unwrap_or(f64::NAN),
+    );
 }
 
 // ---------------------------------------------------------------- topologies
@@ -863,7 +956,13 @@ impl Setup {
     fn start(env: &Env, topo: Topo, link: &str, wan_flags: Option<&[String]>) -> Result<Setup> {
         let master = Redis::start(env, "master", &[])?;
         let (far, mid, a, b, wan) = match topo {
-            Topo::Direct => (Redis::replica_of(env, "replica", master.port)?, None, None, None, None),
+            Topo::Direct => (
+                Redis::replica_of(env, "replica", master.port)?,
+                None,
+                None,
+                None,
+                None,
+            ),
             Topo::Native => {
                 let mid = Redis::replica_of(env, "replica", master.port)?;
                 let far = Redis::replica_of(env, "subreplica", mid.port)?;
@@ -882,7 +981,14 @@ impl Setup {
                 (far, None, Some(a), Some(b), wan)
             }
         };
-        let s = Setup { master, far, _mid: mid, a, b, wan };
+        let s = Setup {
+            master,
+            far,
+            _mid: mid,
+            a,
+            b,
+            wan,
+        };
         s.master.offset();
         Client::connect(s.master.port)?.cmd(&["SET", "bench:init", "1"])?;
         s.wait_far(Duration::from_secs(120))
@@ -915,7 +1021,10 @@ fn steady(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
             let (lags, _) = p.finish(Duration::from_millis(500));
             rec_lag(res, sc, case, "idle", &lags);
             for (label, value, n) in [("100 B", 100usize, o.n100), ("1 KB", 1024, o.n1k)] {
-                let pids: Vec<u32> = [&s.a, &s.b].iter().filter_map(|x| x.as_ref().map(|a| a.pid())).collect();
+                let pids: Vec<u32> = [&s.a, &s.b]
+                    .iter()
+                    .filter_map(|x| x.as_ref().map(|a| a.pid()))
+                    .collect();
                 let cpu0: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
                 let off0 = s.master.offset();
                 let p = Prober::start(s.master.port, s.far.port, Duration::from_millis(5))?;
@@ -925,23 +1034,71 @@ fn steady(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
                 let drain = s.wait_far(Duration::from_secs(120));
                 let (lags, missing) = p.finish(Duration::from_secs(2));
                 let bytes = (off1 - off0) as f64;
-                res.rec(sc, case, &format!("{label}: SET/s at the origin"), "k/s", n as f64 / el.as_secs_f64() / 1e3);
-                res.rec(sc, case, &format!("{label}: origin stream"), "MB/s", bytes / el.as_secs_f64() / MB);
-                res.rec(sc, case, &format!("{label}: far replica behind at load end"), "MB", off1.saturating_sub(far_at_end) as f64 / MB);
+                res.rec(
+                    sc,
+                    case,
+                    &format!("{label}: SET/s at the origin"),
+                    "k/s",
+                    n as f64 / el.as_secs_f64() / 1e3,
+                );
+                res.rec(
+                    sc,
+                    case,
+                    &format!("{label}: origin stream"),
+                    "MB/s",
+                    bytes / el.as_secs_f64() / MB,
+                );
+                res.rec(
+                    sc,
+                    case,
+                    &format!("{label}: far replica behind at load end"),
+                    "MB",
+                    off1.saturating_sub(far_at_end) as f64 / MB,
+                );
                 let d = drain.map(|d| d.as_secs_f64()).unwrap_or(f64::INFINITY);
-                res.rec(sc, case, &format!("{label}: far replica drain after load"), "s", d);
-                res.rec(sc, case, &format!("{label}: far replica keeps up (drain ≤ 1 s)"), "yes=1", if d <= 1.0 { 1.0 } else { 0.0 });
+                res.rec(
+                    sc,
+                    case,
+                    &format!("{label}: far replica drain after load"),
+                    "s",
+                    d,
+                );
+                res.rec(
+                    sc,
+                    case,
+                    &format!("{label}: far replica keeps up (drain ≤ 1 s)"),
+                    "yes=1",
+                    if d <= 1.0 { 1.0 } else { 0.0 },
+                );
                 rec_lag(res, sc, case, &format!("{label}: loaded"), &lags);
                 if missing > 0 {
                     res.note(sc, format!("run {}: {case} {label}: {missing} probe messages did not arrive in time", run + 1));
                 }
                 for (i, pid) in pids.iter().enumerate() {
                     let who = if i == 0 { "A" } else { "B" };
-                    res.rec(sc, case, &format!("{label}: agent {who} CPU per GB of stream"), "s/GB", (cpu_secs(*pid) - cpu0[i]) / (bytes / GB));
+                    res.rec(
+                        sc,
+                        case,
+                        &format!("{label}: agent {who} CPU per GB of stream"),
+                        "s/GB",
+                        (cpu_secs(*pid) - cpu0[i]) / (bytes / GB),
+                    );
                 }
                 if let (Some(a), Some(b)) = (&s.a, &s.b) {
-                    res.rec(sc, case, &format!("{label}: agent A peak RSS"), "MiB", vm_mib(a.pid(), "VmHWM"));
-                    res.rec(sc, case, &format!("{label}: agent B peak RSS"), "MiB", vm_mib(b.pid(), "VmHWM"));
+                    res.rec(
+                        sc,
+                        case,
+                        &format!("{label}: agent A peak RSS"),
+                        "MiB",
+                        vm_mib(a.pid(), "VmHWM"),
+                    );
+                    res.rec(
+                        sc,
+                        case,
+                        &format!("{label}: agent B peak RSS"),
+                        "MiB",
+                        vm_mib(b.pid(), "VmHWM"),
+                    );
                 }
             }
         }
@@ -952,11 +1109,20 @@ fn steady(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
 /// A raw quinn single-stream transfer of `bytes` (server sends, like the site agent), with the
 /// agents' default transport settings; optionally through a wan-sim with `flags`.
 /// Returns (seconds, CPU seconds of this process = both ends).
-fn raw_quinn(env: &Env, rt: &tokio::runtime::Runtime, bytes: u64, wan: Option<&[String]>) -> Result<(f64, f64)> {
+fn raw_quinn(
+    env: &Env,
+    rt: &tokio::runtime::Runtime,
+    bytes: u64,
+    wan: Option<&[String]>,
+) -> Result<(f64, f64)> {
     let pki = env.pki.clone();
     rt.block_on(async move {
         let ts = TransportSettings::default();
-        let server = quic::server_endpoint("127.0.0.1:0".parse()?, &TlsFiles::in_dir(&pki, "site-a"), &ts)?;
+        let server = quic::server_endpoint(
+            "127.0.0.1:0".parse()?,
+            &TlsFiles::in_dir(&pki, "site-a"),
+            &ts,
+        )?;
         let saddr = server.local_addr()?;
         let wansim = match wan {
             Some(f) => Some(WanSim::start(env, saddr.port(), f)?),
@@ -967,7 +1133,10 @@ fn raw_quinn(env: &Env, rt: &tokio::runtime::Runtime, bytes: u64, wan: Option<&[
             None => saddr,
         };
         let srv = tokio::spawn(async move {
-            let inc = server.accept().await.ok_or_else(|| anyhow!("no incoming"))?;
+            let inc = server
+                .accept()
+                .await
+                .ok_or_else(|| anyhow!("no incoming"))?;
             let conn = quic::accept(inc).await?;
             let mut s = conn.open_uni().await?;
             let chunk = Bytes::from(vec![0x5au8; MIB as usize]);
@@ -1005,7 +1174,11 @@ fn raw_quinn(env: &Env, rt: &tokio::runtime::Runtime, bytes: u64, wan: Option<&[
 
 fn ceiling(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime) -> Result<()> {
     let sc = "ceiling";
-    let sizes: Vec<u64> = o.backlogs_mb.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let sizes: Vec<u64> = o
+        .backlogs_mb
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     for run in 0..o.runs {
         for &mb in &sizes {
             eprintln!("ceiling: run {}/{} backlog {mb} MB", run + 1, o.runs);
@@ -1014,7 +1187,14 @@ fn ceiling(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime)
             let link = "compression = \"none\"";
             let log = "max_bytes = \"32GiB\"";
             let a = Agent::start(env, "site-a", Up::Redis(master.port), true, link, log)?;
-            let mut b = Agent::start(env, "region-b", Up::Agent(a.quic.unwrap()), false, link, log)?;
+            let mut b = Agent::start(
+                env,
+                "region-b",
+                Up::Agent(a.quic.unwrap()),
+                false,
+                link,
+                log,
+            )?;
             Client::connect(master.port)?.cmd(&["SET", "bench:init", "1"])?;
             wait_for(Duration::from_secs(60), Duration::from_millis(20), || {
                 let h = master.offset();
@@ -1027,37 +1207,109 @@ fn ceiling(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime)
             let t_ing = Instant::now();
             redis_benchmark(master.port, 1024, sets_for_mb(mb, 1024))?;
             let target = master.offset();
-            wait_for(Duration::from_secs(600), Duration::from_millis(20), || a.head() >= target)
-                .ok_or_else(|| anyhow!("A never ingested the backlog"))?;
+            wait_for(Duration::from_secs(600), Duration::from_millis(20), || {
+                a.head() >= target
+            })
+            .ok_or_else(|| anyhow!("A never ingested the backlog"))?;
             let ing = t_ing.elapsed().as_secs_f64();
             let cpu_a1 = cpu_secs(a.pid());
             let backlog = (target - b_head0) as f64;
-            res.rec(sc, &case_a, "origin → A ingest (redis-benchmark 1 KB SETs)", "MB/s", backlog / ing / MB);
-            res.rec(sc, &case_a, "A CPU per GB ingested from Redis", "s/GB", (cpu_a1 - cpu_a0) / (backlog / GB));
+            res.rec(
+                sc,
+                &case_a,
+                "origin → A ingest (redis-benchmark 1 KB SETs)",
+                "MB/s",
+                backlog / ing / MB,
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "A CPU per GB ingested from Redis",
+                "s/GB",
+                (cpu_a1 - cpu_a0) / (backlog / GB),
+            );
             b.restart()?;
             let t0 = Instant::now();
-            let first = wait_for(Duration::from_secs(600), Duration::from_millis(5), || b.head() > b_head0);
-            let done = wait_for(Duration::from_secs(900), Duration::from_millis(10), || b.head() >= target)
-                .ok_or_else(|| anyhow!("B never caught up"))?;
+            let first = wait_for(Duration::from_secs(600), Duration::from_millis(5), || {
+                b.head() > b_head0
+            });
+            let done = wait_for(Duration::from_secs(900), Duration::from_millis(10), || {
+                b.head() >= target
+            })
+            .ok_or_else(|| anyhow!("B never caught up"))?;
             let el = t0.elapsed().as_secs_f64();
             let _ = done;
             let cpu_a = cpu_secs(a.pid()) - cpu_a1;
             let cpu_b = cpu_secs(b.pid());
-            res.rec(sc, &case_a, "log→QUIC→log catch-up", "MB/s", backlog / el / MB);
-            res.rec(sc, &case_a, "time to first byte after B starts", "s", first.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
-            res.rec(sc, &case_a, "A CPU per GB relayed", "s/GB", cpu_a / (backlog / GB));
-            res.rec(sc, &case_a, "B CPU per GB relayed", "s/GB", cpu_b / (backlog / GB));
-            res.rec(sc, &case_a, "A+B CPU per GB relayed", "s/GB", (cpu_a + cpu_b) / (backlog / GB));
-            res.rec(sc, &case_a, "A peak RSS (VmHWM)", "MiB", vm_mib(a.pid(), "VmHWM"));
-            res.rec(sc, &case_a, "B peak RSS (VmHWM)", "MiB", vm_mib(b.pid(), "VmHWM"));
+            res.rec(
+                sc,
+                &case_a,
+                "log→QUIC→log catch-up",
+                "MB/s",
+                backlog / el / MB,
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "time to first byte after B starts",
+                "s",
+                first.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN),
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "A CPU per GB relayed",
+                "s/GB",
+                cpu_a / (backlog / GB),
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "B CPU per GB relayed",
+                "s/GB",
+                cpu_b / (backlog / GB),
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "A+B CPU per GB relayed",
+                "s/GB",
+                (cpu_a + cpu_b) / (backlog / GB),
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "A peak RSS (VmHWM)",
+                "MiB",
+                vm_mib(a.pid(), "VmHWM"),
+            );
+            res.rec(
+                sc,
+                &case_a,
+                "B peak RSS (VmHWM)",
+                "MiB",
+                vm_mib(b.pid(), "VmHWM"),
+            );
             res.rec(sc, &case_a, "A RSS at end", "MiB", vm_mib(a.pid(), "VmRSS"));
             drop(b);
             drop(a);
             drop(master);
             let case_q = format!("raw quinn, one stream, {mb} MB");
             let (el, cpu) = raw_quinn(env, rt, target - b_head0, None)?;
-            res.rec(sc, &case_q, "log→QUIC→log catch-up", "MB/s", backlog / el / MB);
-            res.rec(sc, &case_q, "A+B CPU per GB relayed", "s/GB", cpu / (backlog / GB));
+            res.rec(
+                sc,
+                &case_q,
+                "log→QUIC→log catch-up",
+                "MB/s",
+                backlog / el / MB,
+            );
+            res.rec(
+                sc,
+                &case_q,
+                "A+B CPU per GB relayed",
+                "s/GB",
+                cpu / (backlog / GB),
+            );
         }
     }
     Ok(())
@@ -1078,8 +1330,10 @@ fn catchup(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
             let target = s.master.offset();
             s.far.proc.signal("CONT");
             let t0 = Instant::now();
-            wait_for(Duration::from_secs(600), Duration::from_millis(10), || offset(s.far.port) >= target)
-                .ok_or_else(|| anyhow!("direct replica never caught up"))?;
+            wait_for(Duration::from_secs(600), Duration::from_millis(10), || {
+                offset(s.far.port) >= target
+            })
+            .ok_or_else(|| anyhow!("direct replica never caught up"))?;
             let el = t0.elapsed().as_secs_f64();
             res.rec(sc, &case, "far replica caught up after", "s", el);
             res.rec(sc, &case, "catch-up rate", "MB/s", mb as f64 * MB / el / MB);
@@ -1096,26 +1350,56 @@ fn catchup(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
             redis_benchmark(s.master.port, 1024, sets_for_mb(mb, 1024))?;
             let target = s.master.offset();
             let a = s.a.as_ref().unwrap();
-            wait_for(Duration::from_secs(600), Duration::from_millis(20), || a.head() >= target)
-                .ok_or_else(|| anyhow!("A never ingested"))?;
+            wait_for(Duration::from_secs(600), Duration::from_millis(20), || {
+                a.head() >= target
+            })
+            .ok_or_else(|| anyhow!("A never ingested"))?;
             let cpu_a1 = cpu_secs(a.pid());
             s.b.as_mut().unwrap().restart()?;
             let t0 = Instant::now();
             let (a, b) = (s.a.as_ref().unwrap(), s.b.as_ref().unwrap());
-            let tb = wait_for(Duration::from_secs(900), Duration::from_millis(10), || b.head() >= target)
-                .ok_or_else(|| anyhow!("B never caught up"))?;
-            let tr = wait_for(Duration::from_secs(900), Duration::from_millis(10), || offset(s.far.port) >= target)
-                .ok_or_else(|| anyhow!("far replica never caught up"))?;
+            let tb = wait_for(Duration::from_secs(900), Duration::from_millis(10), || {
+                b.head() >= target
+            })
+            .ok_or_else(|| anyhow!("B never caught up"))?;
+            let tr = wait_for(Duration::from_secs(900), Duration::from_millis(10), || {
+                offset(s.far.port) >= target
+            })
+            .ok_or_else(|| anyhow!("far replica never caught up"))?;
             let el = t0.elapsed().as_secs_f64();
             let _ = tr;
             let backlog = (target - b_head0) as f64;
             res.rec(sc, &case, "far replica caught up after", "s", el);
             res.rec(sc, &case, "catch-up rate", "MB/s", backlog / el / MB);
             res.rec(sc, &case, "B's log caught up after", "s", tb.as_secs_f64());
-            res.rec(sc, &case, "A CPU per GB relayed", "s/GB", (cpu_secs(a.pid()) - cpu_a1) / (backlog / GB));
-            res.rec(sc, &case, "B CPU per GB (relay + serving the replica)", "s/GB", cpu_secs(b.pid()) / (backlog / GB));
-            res.rec(sc, &case, "A peak RSS (VmHWM)", "MiB", vm_mib(a.pid(), "VmHWM"));
-            res.rec(sc, &case, "B peak RSS (VmHWM)", "MiB", vm_mib(b.pid(), "VmHWM"));
+            res.rec(
+                sc,
+                &case,
+                "A CPU per GB relayed",
+                "s/GB",
+                (cpu_secs(a.pid()) - cpu_a1) / (backlog / GB),
+            );
+            res.rec(
+                sc,
+                &case,
+                "B CPU per GB (relay + serving the replica)",
+                "s/GB",
+                cpu_secs(b.pid()) / (backlog / GB),
+            );
+            res.rec(
+                sc,
+                &case,
+                "A peak RSS (VmHWM)",
+                "MiB",
+                vm_mib(a.pid(), "VmHWM"),
+            );
+            res.rec(
+                sc,
+                &case,
+                "B peak RSS (VmHWM)",
+                "MiB",
+                vm_mib(b.pid(), "VmHWM"),
+            );
         }
     }
     Ok(())
@@ -1134,8 +1418,18 @@ fn fullsync(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
     })
     .ok_or_else(|| anyhow!("B never got a snapshot"))?;
     let rdb_mb = b.metric("georelay_log_disk_bytes", &[]) / MB;
-    res.note(sc, format!("dataset: {} keys, 100 B random values; B's snapshot + log on disk: {rdb_mb:.0} MB", o.keys));
-    let forks = |m: &Redis| info_field(m.port, "stats", "sync_full").parse::<f64>().unwrap_or(f64::NAN);
+    res.note(
+        sc,
+        format!(
+            "dataset: {} keys, 100 B random values; B's snapshot + log on disk: {rdb_mb:.0} MB",
+            o.keys
+        ),
+    );
+    let forks = |m: &Redis| {
+        info_field(m.port, "stats", "sync_full")
+            .parse::<f64>()
+            .unwrap_or(f64::NAN)
+    };
     let sync_time = |port: u16| -> Result<f64> {
         let r = Redis::start(env, "newreplica", &[])?;
         let mut c = Client::connect(r.port)?;
@@ -1162,18 +1456,40 @@ fn fullsync(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
         let t = sync_time(master.port)?;
         let f1 = forks(&master);
         res.rec(sc, "direct from the master", "full sync time", "s", t);
-        res.rec(sc, "direct from the master", "origin forks (sync_full delta)", "count", f1 - f0);
+        res.rec(
+            sc,
+            "direct from the master",
+            "origin forks (sync_full delta)",
+            "count",
+            f1 - f0,
+        );
         let t = sync_time(b.redis_port)?;
         let f2 = forks(&master);
-        res.rec(sc, "far replica from B's snapshot", "full sync time", "s", t);
-        res.rec(sc, "far replica from B's snapshot", "origin forks (sync_full delta)", "count", f2 - f1);
+        res.rec(
+            sc,
+            "far replica from B's snapshot",
+            "full sync time",
+            "s",
+            t,
+        );
+        res.rec(
+            sc,
+            "far replica from B's snapshot",
+            "origin forks (sync_full delta)",
+            "count",
+            f2 - f1,
+        );
     }
     Ok(())
 }
 
 fn lossy(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime) -> Result<()> {
     let sc = "lossy";
-    let losses: Vec<f64> = o.losses.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let losses: Vec<f64> = o
+        .losses
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let window = Duration::from_secs_f64(o.lossy_window);
     let mut cases: Vec<(f64, &str)> = losses.iter().map(|l| (*l, "cubic")).collect();
     cases.extend(losses.iter().filter(|l| **l > 0.0).map(|l| (*l, "bbr")));
@@ -1187,7 +1503,11 @@ fn lossy(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime) -
             let case = format!("agents, {loss}% loss, {cc}");
             let link = format!("compression = \"none\"\ncongestion = \"{cc}\"");
             let s = Setup::start(env, Topo::Agents, &link, Some(&flags))?;
-            let (a, b, wan) = (s.a.as_ref().unwrap(), s.b.as_ref().unwrap(), s.wan.as_ref().unwrap());
+            let (a, b, wan) = (
+                s.a.as_ref().unwrap(),
+                s.b.as_ref().unwrap(),
+                s.wan.as_ref().unwrap(),
+            );
             let p = Prober::start(s.master.port, s.far.port, Duration::from_millis(10))?;
             std::thread::sleep(Duration::from_secs(2));
             let (lags, _) = p.finish(Duration::from_millis(500));
@@ -1201,28 +1521,58 @@ fn lossy(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime) -
             std::thread::sleep(window);
             let f1 = offset(s.far.port);
             let _ = off0;
-            res.rec(sc, &case, "sustained to the far replica (saturated)", "MB/s", (f1 - f0) as f64 / t0.elapsed().as_secs_f64() / MB);
+            res.rec(
+                sc,
+                &case,
+                "sustained to the far replica (saturated)",
+                "MB/s",
+                (f1 - f0) as f64 / t0.elapsed().as_secs_f64() / MB,
+            );
             s.wait_far(Duration::from_secs(1)); // not required to finish
-            // catch-up after an outage: B's log progress over the window after the first byte
+                                                // catch-up after an outage: B's log progress over the window after the first byte
             wan.cut();
             std::thread::sleep(Duration::from_millis(200));
             redis_benchmark(s.master.port, 1024, sets_for_mb(o.lossy_mb, 1024))?;
             let target = s.master.offset();
-            wait_for(Duration::from_secs(300), Duration::from_millis(20), || a.head() >= target);
+            wait_for(Duration::from_secs(300), Duration::from_millis(20), || {
+                a.head() >= target
+            });
             let h0 = b.head();
             wan.restore();
             let tr = Instant::now();
-            let first = wait_for(Duration::from_secs(60), Duration::from_millis(5), || b.head() > h0);
-            res.rec(sc, &case, "outage over: first byte after", "s", first.map(|_| tr.elapsed().as_secs_f64()).unwrap_or(f64::NAN));
+            let first = wait_for(Duration::from_secs(60), Duration::from_millis(5), || {
+                b.head() > h0
+            });
+            res.rec(
+                sc,
+                &case,
+                "outage over: first byte after",
+                "s",
+                first
+                    .map(|_| tr.elapsed().as_secs_f64())
+                    .unwrap_or(f64::NAN),
+            );
             let h1 = b.head();
             let t1 = Instant::now();
             std::thread::sleep(window);
             let h2 = b.head();
-            res.rec(sc, &case, "catch-up rate after an outage (A log → B log)", "MB/s", (h2 - h1) as f64 / t1.elapsed().as_secs_f64() / MB);
+            res.rec(
+                sc,
+                &case,
+                "catch-up rate after an outage (A log → B log)",
+                "MB/s",
+                (h2 - h1) as f64 / t1.elapsed().as_secs_f64() / MB,
+            );
             drop(s);
             let qcase = format!("raw quinn, same wan-sim, {loss}% loss, {cc}");
             let q = raw_quinn_window(env, rt, window, &flags, cc)?;
-            res.rec(sc, &qcase, "catch-up rate after an outage (A log → B log)", "MB/s", q);
+            res.rec(
+                sc,
+                &qcase,
+                "catch-up rate after an outage (A log → B log)",
+                "MB/s",
+                q,
+            );
             if run == 0 && loss > 0.0 && cc == "cubic" {
                 let p = loss / 100.0;
                 let mathis = 1460.0 / 0.050 * 1.22 / p.sqrt() / MB;
@@ -1234,16 +1584,32 @@ fn lossy(env: &Env, o: &Opts, res: &mut Results, rt: &tokio::runtime::Runtime) -
 }
 
 /// Raw quinn through a wan-sim with `flags`: MB/s received over `window` (after the first byte).
-fn raw_quinn_window(env: &Env, rt: &tokio::runtime::Runtime, window: Duration, flags: &[String], cc: &str) -> Result<f64> {
+fn raw_quinn_window(
+    env: &Env,
+    rt: &tokio::runtime::Runtime,
+    window: Duration,
+    flags: &[String],
+    cc: &str,
+) -> Result<f64> {
     let pki = env.pki.clone();
     rt.block_on(async move {
-        let ts = TransportSettings { congestion: cc.parse().map_err(|e: String| anyhow!(e))?, ..TransportSettings::default() };
-        let server = quic::server_endpoint("127.0.0.1:0".parse()?, &TlsFiles::in_dir(&pki, "site-a"), &ts)?;
+        let ts = TransportSettings {
+            congestion: cc.parse().map_err(|e: String| anyhow!(e))?,
+            ..TransportSettings::default()
+        };
+        let server = quic::server_endpoint(
+            "127.0.0.1:0".parse()?,
+            &TlsFiles::in_dir(&pki, "site-a"),
+            &ts,
+        )?;
         let saddr = server.local_addr()?;
         let wansim = WanSim::start(env, saddr.port(), flags)?;
         let target: SocketAddr = format!("127.0.0.1:{}", wansim.port).parse()?;
         let srv = tokio::spawn(async move {
-            let inc = server.accept().await.ok_or_else(|| anyhow!("no incoming"))?;
+            let inc = server
+                .accept()
+                .await
+                .ok_or_else(|| anyhow!("no incoming"))?;
             let conn = quic::accept(inc).await?;
             let mut s = conn.open_uni().await?;
             let chunk = Bytes::from(vec![0x5au8; MIB as usize]);
@@ -1262,7 +1628,12 @@ fn raw_quinn_window(env: &Env, rt: &tokio::runtime::Runtime, window: Duration, f
         let t0 = Instant::now();
         let _ = first;
         while t0.elapsed() < window {
-            match tokio::time::timeout(window.saturating_sub(t0.elapsed()), r.read_chunk(usize::MAX, true)).await {
+            match tokio::time::timeout(
+                window.saturating_sub(t0.elapsed()),
+                r.read_chunk(usize::MAX, true),
+            )
+            .await
+            {
                 Ok(Ok(Some(c))) => got += c.bytes.len() as u64,
                 _ => break,
             }
@@ -1290,17 +1661,44 @@ fn wanbytes(env: &Env, o: &Opts, res: &mut Results) -> Result<()> {
             let t0 = Instant::now();
             write_mix(s.master.port, o.mix_commands, 7 + run as u64)?;
             let load = t0.elapsed().as_secs_f64();
-            s.wait_far(Duration::from_secs(300)).ok_or_else(|| anyhow!("never caught up"))?;
+            s.wait_far(Duration::from_secs(300))
+                .ok_or_else(|| anyhow!("never caught up"))?;
             let off1 = s.master.offset();
-            wait_for(Duration::from_secs(30), Duration::from_millis(20), || b.head() >= off1);
+            wait_for(Duration::from_secs(30), Duration::from_millis(20), || {
+                b.head() >= off1
+            });
             // link byte counters are updated once a second
             std::thread::sleep(Duration::from_millis(2200));
             let stream = (off1 - off0) as f64;
             res.rec(sc, &case, "origin stream written", "MB", stream / MB);
-            res.rec(sc, &case, "origin stream rate (realistic mix)", "MB/s", stream / load / MB);
-            res.rec(sc, &case, "A→B link bytes per stream byte", "ratio", (sent(a) - a0) / stream);
-            res.rec(sc, &case, "link bytes both ways per stream byte", "ratio", (sent(a) - a0 + sent(b) - b0) / stream);
-            res.rec(sc, &case, "A CPU per GB of stream", "s/GB", (cpu_secs(a.pid()) - cpu_a0) / (stream / GB));
+            res.rec(
+                sc,
+                &case,
+                "origin stream rate (realistic mix)",
+                "MB/s",
+                stream / load / MB,
+            );
+            res.rec(
+                sc,
+                &case,
+                "A→B link bytes per stream byte",
+                "ratio",
+                (sent(a) - a0) / stream,
+            );
+            res.rec(
+                sc,
+                &case,
+                "link bytes both ways per stream byte",
+                "ratio",
+                (sent(a) - a0 + sent(b) - b0) / stream,
+            );
+            res.rec(
+                sc,
+                &case,
+                "A CPU per GB of stream",
+                "s/GB",
+                (cpu_secs(a.pid()) - cpu_a0) / (stream / GB),
+            );
         }
     }
     Ok(())
@@ -1320,7 +1718,10 @@ fn machine() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
     m.insert("date", sh("date -u +%Y-%m-%dT%H:%M:%SZ"));
     m.insert("nproc", sh("nproc"));
-    m.insert("cpu", sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"));
+    m.insert(
+        "cpu",
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+    );
     m.insert("memory", sh("free -h | awk '/Mem:/{print $2}'"));
     m.insert("kernel", sh("uname -sr"));
     m.insert("redis", sh("redis-server --version"));
@@ -1332,7 +1733,11 @@ fn machine() -> BTreeMap<&'static str, String> {
 
 fn fmt(v: f64) -> String {
     if !v.is_finite() {
-        return if v.is_infinite() { "∞ (timeout)".into() } else { "–".into() };
+        return if v.is_infinite() {
+            "∞ (timeout)".into()
+        } else {
+            "–".into()
+        };
     }
     let a = v.abs();
     if a >= 100.0 {
@@ -1355,7 +1760,13 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
     ("wanbytes", "7. WAN bytes on a realistic mix", "Generated mix: 45% JSON user documents (~300 B), 30% counters (INCR/INCRBY), 20% session hashes (4 fields), 5% leaderboard ZADD, pipelined 1000 at a time. Link bytes = `georelay_link_bytes_total` (UDP payload incl. QUIC overhead) / origin `master_repl_offset` delta."),
 ];
 
-fn render(res: &Results, m: &BTreeMap<&str, String>, targets: &[Target], o: &Opts, wall: f64) -> (String, Vec<Row>) {
+fn render(
+    res: &Results,
+    m: &BTreeMap<&str, String>,
+    targets: &[Target],
+    o: &Opts,
+    wall: f64,
+) -> (String, Vec<Row>) {
     let mut rows = Vec::new();
     let mut md = String::new();
     md.push_str("# georelay benchmarks\n\n");
@@ -1364,11 +1775,21 @@ fn render(res: &Results, m: &BTreeMap<&str, String>, targets: &[Target], o: &Opt
     for (k, v) in m {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
-    md.push_str(&format!("| runs per scenario | {} |\n| bench wall time | {:.0} s |\n\n", o.runs, wall));
+    md.push_str(&format!(
+        "| runs per scenario | {} |\n| bench wall time | {:.0} s |\n\n",
+        o.runs, wall
+    ));
     md.push_str("The machine is shared with other work (2 cores): absolute numbers are noisy, compare the ratios within one run — every table puts the baseline next to georelay, measured in the same run. Cells are `median [min – max]` over the runs.\n\n");
-    md.push_str("## Targets (from issue 5)\n\n| target | measured (medians) | met |\n|---|---|---|\n");
+    md.push_str(
+        "## Targets (from issue 5)\n\n| target | measured (medians) | met |\n|---|---|---|\n",
+    );
     for t in targets {
-        md.push_str(&format!("| {} | {} | {} |\n", t.target, t.measured, if t.met { "met" } else { "**missed**" }));
+        md.push_str(&format!(
+            "| {} | {} | {} |\n",
+            t.target,
+            t.measured,
+            if t.met { "met" } else { "**missed**" }
+        ));
     }
     md.push('\n');
     for (sc, title, how) in SCENARIOS {
@@ -1438,43 +1859,166 @@ fn render(res: &Results, m: &BTreeMap<&str, String>, targets: &[Target], o: &Opt
 fn targets(res: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     let g = |sc: &str, case: &str, m: &str| res.med(sc, case, m).unwrap_or(f64::NAN);
-    let (d, n, a) = (Topo::Direct.label(), Topo::Native.label(), Topo::Agents.label());
+    let (d, n, a) = (
+        Topo::Direct.label(),
+        Topo::Native.label(),
+        Topo::Agents.label(),
+    );
     if res.rows.iter().any(|r| r.0 == "steady") {
-        let (ad, dd) = (g("steady", a, "idle lag p99"), g("steady", d, "idle lag p99"));
-        t.push(Target { target: "Lag: agent-chain idle p99 ≤ direct p99 + 1 ms".into(), measured: format!("{} ms vs {} ms + 1", fmt(ad), fmt(dd)), met: ad <= dd + 1.0 });
-        let (al, nl) = (g("steady", a, "100 B: loaded lag p99"), g("steady", n, "100 B: loaded lag p99"));
-        t.push(Target { target: "Lag: agent-chain p99 under the 100 B load ≤ native chain p99".into(), measured: format!("{} ms vs {} ms", fmt(al), fmt(nl)), met: al <= nl });
+        let (ad, dd) = (
+            g("steady", a, "idle lag p99"),
+            g("steady", d, "idle lag p99"),
+        );
+        t.push(Target {
+            target: "Lag: agent-chain idle p99 ≤ direct p99 + 1 ms".into(),
+            measured: format!("{} ms vs {} ms + 1", fmt(ad), fmt(dd)),
+            met: ad <= dd + 1.0,
+        });
+        let (al, nl) = (
+            g("steady", a, "100 B: loaded lag p99"),
+            g("steady", n, "100 B: loaded lag p99"),
+        );
+        t.push(Target {
+            target: "Lag: agent-chain p99 under the 100 B load ≤ native chain p99".into(),
+            measured: format!("{} ms vs {} ms", fmt(al), fmt(nl)),
+            met: al <= nl,
+        });
         let k = "100 B: far replica keeps up (drain ≤ 1 s)";
-        let runs = |case: &str| res.rows.iter().find(|r| r.0 == "steady" && r.1 == case && r.2 == k).map(|r| r.4.clone()).unwrap_or_default();
+        let runs = |case: &str| {
+            res.rows
+                .iter()
+                .find(|r| r.0 == "steady" && r.1 == case && r.2 == k)
+                .map(|r| r.4.clone())
+                .unwrap_or_default()
+        };
         let (ak, nk) = (runs(a), runs(n));
         let met = ak.iter().zip(nk.iter()).all(|(x, y)| *x >= *y);
         t.push(Target { target: "Keeping up: far replica keeps up with the 100 B load whenever the native chain does".into(), measured: format!("runs kept up: agents {:?}, native {:?}", ak, nk), met });
     }
-    let sizes: Vec<String> = res.rows.iter().filter(|r| r.0 == "ceiling" && r.1.starts_with("agents")).map(|r| r.1.clone()).fold(Vec::new(), |mut v, c| { if !v.contains(&c) { v.push(c) } v });
+    let sizes: Vec<String> = res
+        .rows
+        .iter()
+        .filter(|r| r.0 == "ceiling" && r.1.starts_with("agents"))
+        .map(|r| r.1.clone())
+        .fold(Vec::new(), |mut v, c| {
+            if !v.contains(&c) {
+                v.push(c)
+            }
+            v
+        });
     if !sizes.is_empty() {
         let mut cpu_ratios = Vec::new();
         let mut tp_ratios = Vec::new();
         let mut rss = Vec::new();
         for c in &sizes {
-            let q = c.replace("agents A→B, ", "raw quinn, one stream, ").replace(" backlog", "");
-            cpu_ratios.push(g("ceiling", c, "A+B CPU per GB relayed") / g("ceiling", &q, "A+B CPU per GB relayed"));
-            tp_ratios.push(g("ceiling", c, "log→QUIC→log catch-up") / g("ceiling", &q, "log→QUIC→log catch-up"));
-            let max_rss = |m: &str| res.rows.iter().find(|r| r.0 == "ceiling" && r.1 == *c && r.2 == m).map(|r| stats(&r.4).2).unwrap_or(f64::NAN);
+            let q = c
+                .replace("agents A→B, ", "raw quinn, one stream, ")
+                .replace(" backlog", "");
+            cpu_ratios.push(
+                g("ceiling", c, "A+B CPU per GB relayed")
+                    / g("ceiling", &q, "A+B CPU per GB relayed"),
+            );
+            tp_ratios.push(
+                g("ceiling", c, "log→QUIC→log catch-up")
+                    / g("ceiling", &q, "log→QUIC→log catch-up"),
+            );
+            let max_rss = |m: &str| {
+                res.rows
+                    .iter()
+                    .find(|r| r.0 == "ceiling" && r.1 == *c && r.2 == m)
+                    .map(|r| stats(&r.4).2)
+                    .unwrap_or(f64::NAN)
+            };
             rss.push(max_rss("A peak RSS (VmHWM)").max(max_rss("B peak RSS (VmHWM)")));
         }
-        t.push(Target { target: "CPU: agent (A+B) CPU ≤ 1.5× raw quinn's for the same bytes".into(), measured: format!("{} × ({})", cpu_ratios.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(" / "), sizes.join(" / ")), met: cpu_ratios.iter().all(|x| *x <= 1.5) });
-        t.push(Target { target: "Relay ceiling ≥ 70% of raw quinn throughput".into(), measured: format!("{} ({})", tp_ratios.iter().map(|x| format!("{:.0}%", x * 100.0)).collect::<Vec<_>>().join(" / "), sizes.join(" / ")), met: tp_ratios.iter().all(|x| *x >= 0.7) });
-        let flat = rss.last().copied().unwrap_or(f64::NAN) <= rss.first().copied().unwrap_or(f64::NAN) * 1.15 + 4.0;
-        t.push(Target { target: "Memory: agent peak RSS ≤ 64 MiB, flat from the small to the large backlog".into(), measured: format!("max of A, B over runs: {} MiB ({})", rss.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(" / "), sizes.join(" / ")), met: rss.iter().all(|x| *x <= 64.0) && flat });
+        t.push(Target {
+            target: "CPU: agent (A+B) CPU ≤ 1.5× raw quinn's for the same bytes".into(),
+            measured: format!(
+                "{} × ({})",
+                cpu_ratios
+                    .iter()
+                    .map(|x| fmt(*x))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                sizes.join(" / ")
+            ),
+            met: cpu_ratios.iter().all(|x| *x <= 1.5),
+        });
+        t.push(Target {
+            target: "Relay ceiling ≥ 70% of raw quinn throughput".into(),
+            measured: format!(
+                "{} ({})",
+                tp_ratios
+                    .iter()
+                    .map(|x| format!("{:.0}%", x * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                sizes.join(" / ")
+            ),
+            met: tp_ratios.iter().all(|x| *x >= 0.7),
+        });
+        let flat = rss.last().copied().unwrap_or(f64::NAN)
+            <= rss.first().copied().unwrap_or(f64::NAN) * 1.15 + 4.0;
+        t.push(Target {
+            target: "Memory: agent peak RSS ≤ 64 MiB, flat from the small to the large backlog"
+                .into(),
+            measured: format!(
+                "max of A, B over runs: {} MiB ({})",
+                rss.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(" / "),
+                sizes.join(" / ")
+            ),
+            met: rss.iter().all(|x| *x <= 64.0) && flat,
+        });
     }
     if res.rows.iter().any(|r| r.0 == "fullsync") {
-        let (f, dd) = (g("fullsync", "far replica from B's snapshot", "full sync time"), g("fullsync", "direct from the master", "full sync time"));
-        let forks = res.rows.iter().find(|r| r.0 == "fullsync" && r.1.starts_with("far") && r.2.starts_with("origin forks")).map(|r| r.4.iter().sum::<f64>()).unwrap_or(f64::NAN);
-        t.push(Target { target: "Full sync: far ≤ 1.2× direct, 0 origin forks".into(), measured: format!("{} s vs {} s ({:.2}×), forks {}", fmt(f), fmt(dd), f / dd, forks), met: f <= 1.2 * dd && forks == 0.0 });
+        let (f, dd) = (
+            g(
+                "fullsync",
+                "far replica from B's snapshot",
+                "full sync time",
+            ),
+            g("fullsync", "direct from the master", "full sync time"),
+        );
+        let forks = res
+            .rows
+            .iter()
+            .find(|r| {
+                r.0 == "fullsync" && r.1.starts_with("far") && r.2.starts_with("origin forks")
+            })
+            .map(|r| r.4.iter().sum::<f64>())
+            .unwrap_or(f64::NAN);
+        t.push(Target {
+            target: "Full sync: far ≤ 1.2× direct, 0 origin forks".into(),
+            measured: format!(
+                "{} s vs {} s ({:.2}×), forks {}",
+                fmt(f),
+                fmt(dd),
+                f / dd,
+                forks
+            ),
+            met: f <= 1.2 * dd && forks == 0.0,
+        });
     }
     if res.rows.iter().any(|r| r.0 == "wanbytes") {
-        let z = g("wanbytes", "link.compression = \"zstd\"", "A→B link bytes per stream byte");
-        t.push(Target { target: "Compression: ≤ 0.5 link bytes per stream byte with zstd (realistic mix)".into(), measured: format!("{} (none: {})", fmt(z), fmt(g("wanbytes", "link.compression = \"none\"", "A→B link bytes per stream byte"))), met: z <= 0.5 });
+        let z = g(
+            "wanbytes",
+            "link.compression = \"zstd\"",
+            "A→B link bytes per stream byte",
+        );
+        t.push(Target {
+            target: "Compression: ≤ 0.5 link bytes per stream byte with zstd (realistic mix)"
+                .into(),
+            measured: format!(
+                "{} (none: {})",
+                fmt(z),
+                fmt(g(
+                    "wanbytes",
+                    "link.compression = \"none\"",
+                    "A→B link bytes per stream byte"
+                ))
+            ),
+            met: z <= 0.5,
+        });
     }
     t
 }
@@ -1487,15 +2031,26 @@ fn main() -> Result<()> {
     let exe = std::env::current_exe()?;
     let georelay = exe.with_file_name("georelay");
     if !georelay.exists() {
-        bail!("{} not found: build with `cargo build --release`", georelay.display());
+        bail!(
+            "{} not found: build with `cargo build --release`",
+            georelay.display()
+        );
     }
     let _ = std::fs::remove_dir_all(&o.work);
     std::fs::create_dir_all(&o.work)?;
     let pki = o.work.join("pki");
     std::fs::create_dir_all(&pki)?;
     georelay::link::certs::make_test_pki(&pki, &["site-a", "region-b"])?;
-    let env = Env { georelay, work: o.work.clone(), pki, seq: Default::default() };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let env = Env {
+        georelay,
+        work: o.work.clone(),
+        pki,
+        seq: Default::default(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let m = machine();
     let mut res = Results::default();
     let only: Vec<&str> = o.only.split(',').map(|s| s.trim()).collect();
@@ -1531,7 +2086,10 @@ fn main() -> Result<()> {
             .and_then(|t| t.find(marker).map(|i| t[i..].to_string()))
             .unwrap_or_else(|| format!("{marker}\n\n## Analysis\n\n(not written yet)\n"));
         std::fs::write(&path, format!("{md}{keep}"))?;
-        std::fs::write(o.out_dir.join("benchmarks.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+        std::fs::write(
+            o.out_dir.join("benchmarks.json"),
+            serde_json::to_string_pretty(&json)? + "\n",
+        )?;
         eprintln!("wrote {} and benchmarks.json", path.display());
     }
     let _ = std::fs::remove_dir_all(&o.work);
