@@ -41,7 +41,9 @@ pub enum AppError {
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
+/// How long tasks get to finish after SIGTERM; SIGINT (an operator's Ctrl-C) waits less.
 const GRACE: Duration = Duration::from_secs(10);
+const GRACE_INT: Duration = Duration::from_secs(2);
 
 /// Runs an agent until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), AppError> {
@@ -212,10 +214,10 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         shutdown_rx.clone(),
     )));
 
-    wait_for_signal().await?;
+    let grace = wait_for_signal().await?;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(GRACE, async {
+    let _ = tokio::time::timeout(grace, async {
         for t in tasks {
             let _ = t.await;
         }
@@ -242,13 +244,13 @@ async fn maintain(log: Log, health: Arc<Health>, mut shutdown: watch::Receiver<b
     }
 }
 
-async fn wait_for_signal() -> Result<(), AppError> {
+/// Waits for SIGTERM or SIGINT; returns the grace period that signal gets.
+async fn wait_for_signal() -> Result<Duration, AppError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(tokio::select! {
+        _ = term.recv() => GRACE,
+        _ = int.recv() => GRACE_INT,
+    })
 }
