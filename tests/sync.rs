@@ -292,4 +292,11 @@ fn sigterm_flushes_and_exits_0_then_resumes_partially() {
         agent.metric("georelay_upstream_partial_syncs_total", &[]),
         1.0
     );
+    // SIGINT takes the same path, with a shorter grace period.
+    let status = agent.interrupt().expect("agent was running");
+    assert!(status.success(), "SIGINT exit status: {status}");
+    write_mixed(master.port, 12_000, 13_000, "t");
+    agent.restart();
+    wait_digests_equal(&master, &[&replica], LONG);
+    assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 0.0);
 }

@@ -471,9 +471,18 @@ impl Agent {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal("-TERM")
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit status.
+    pub fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal("-INT")
+    }
+
+    fn signal(&mut self, sig: &str) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
         let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args([sig, &c.id().to_string()])
             .status();
         c.wait().ok()
     }
