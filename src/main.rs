@@ -114,15 +114,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_failure(&e),
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("georelay: cannot start the runtime: {e}");
-                    return ExitCode::from(EXIT_SOFTWARE);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(georelay::app::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -215,15 +209,9 @@ fn wan_sim(args: Vec<String>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("georelay: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_SOFTWARE);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let sim = match WanSim::start(opts).await {
@@ -248,6 +236,17 @@ fn wan_sim(args: Vec<String>) -> ExitCode {
         eprintln!("wan-sim: {stats}");
         ExitCode::SUCCESS
     })
+}
+
+/// The multi-threaded tokio runtime, or the exit code after saying why it failed.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("georelay: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_SOFTWARE)
+        })
 }
 
 fn config_failure(e: &georelay::config::ConfigError) -> ExitCode {

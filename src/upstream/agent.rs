@@ -74,6 +74,16 @@ pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
         .close(quinn::VarInt::from_u32(2), b"shutting down");
 }
 
+/// An Error frame is the upstream's refusal; any other frame out of place is a protocol error.
+fn unexpected_frame(frame: Frame, during: &str) -> UpstreamError {
+    match frame {
+        Frame::Error { code, message } => {
+            UpstreamError::Refused(format!("upstream agent error {code}: {message}"))
+        }
+        other => UpstreamError::Protocol(format!("unexpected {} frame {during}", other.name())),
+    }
+}
+
 fn link_err(e: LinkError) -> UpstreamError {
     match e {
         LinkError::Frame(f) => {
@@ -164,17 +174,7 @@ pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError
                 ctx.log.add_snapshot(meta)?;
                 break Ok(offset);
             }
-            Frame::Error { code, message } => {
-                break Err(UpstreamError::Refused(format!(
-                    "upstream agent error {code}: {message}"
-                )))
-            }
-            other => {
-                break Err(UpstreamError::Protocol(format!(
-                    "unexpected {} frame while fetching a snapshot",
-                    other.name()
-                )))
-            }
+            other => break Err(unexpected_frame(other, "while fetching a snapshot")),
         }
     };
     conn.close(quinn::VarInt::from_u32(0), b"snapshot received");
@@ -371,17 +371,7 @@ async fn stream(
                 ctx.log.switch_replid(&replid)?;
                 ctx.metrics.upstream_replid_switches.inc();
             }
-            Frame::Error { code, message } => {
-                return Err(UpstreamError::Refused(format!(
-                    "upstream agent error {code}: {message}"
-                )));
-            }
-            other => {
-                return Err(UpstreamError::Protocol(format!(
-                    "unexpected {} frame from upstream agent",
-                    other.name()
-                )))
-            }
+            other => return Err(unexpected_frame(other, "from upstream agent")),
         }
     }
 }
