@@ -164,3 +164,39 @@ fn downstream_agents_beyond_the_cap_are_refused() {
         "the refusal disturbed B"
     );
 }
+
+#[test]
+fn a_replica_that_stops_reading_is_dropped_without_growing_memory() {
+    let master = Redis::start(&[]);
+    let agent = Agent::start(&agent_config(&master.addr(), "[serve]\ntimeout = \"2s\"\n"));
+    wait_until(LONG, "the agent streams", || {
+        agent.metric("georelay_upstream_connected", &[]) == 1.0
+    });
+    // A "replica" that keeps acknowledging but never reads what it is sent.
+    let mut stuck = Client::connect(agent.redis_port);
+    stuck.send(&["PSYNC", "?", "-1"]);
+    let mut acker = stuck.raw().try_clone().expect("clone socket");
+    let acks = std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..120 {
+            if acker
+                .write_all(b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n")
+                .is_err()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    support::load::write_sets(master.port, 40_000, 1024, "stuck");
+    wait_until(LONG, "the stuck replica is dropped as too slow", || {
+        agent.metric("georelay_replicas_dropped_total", &[("reason", "slow")]) >= 1.0
+    });
+    let rss = agent.peak_rss_kib().expect("agent RSS");
+    assert!(
+        rss < 128 * 1024,
+        "the agent buffered for a stuck replica: peak RSS {rss} KiB"
+    );
+    drop(stuck);
+    let _ = acks.join();
+}
