@@ -82,7 +82,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ))
             }
         };
-        total += Duration::from_secs_f64(num * secs);
+        let part = Duration::try_from_secs_f64(num * secs).ok();
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .ok_or_else(|| format!("duration {text:?} is out of range"))?;
         rest = &after[unit_len..];
     }
     Ok(total)
@@ -145,5 +148,20 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5 years").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        // Found by fuzzing (config): `max_age = "7555…5d"` panicked in Duration::from_secs_f64.
+        let huge = format!("7{}d", "5".repeat(100));
+        assert!(parse_duration(&huge).unwrap_err().contains("out of range"));
+        assert!(parse_duration("99999999999999999999w").is_err());
+        // Each part fits, the sum does not.
+        let w = "30000000000000w";
+        assert!(parse_duration(w).is_ok());
+        assert!(parse_duration(&w.repeat(2))
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse_duration("1e400s").is_err());
     }
 }

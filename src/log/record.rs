@@ -27,9 +27,10 @@ impl RecordHeader {
         HEADER_LEN as u64 + u64::from(self.len)
     }
 
-    /// Offset just past the last payload byte (the next record's first offset).
+    /// Offset just past the last payload byte (the next record's first offset). Saturates at
+    /// `u64::MAX`: a corrupt header read from disk must not overflow.
     pub fn end_offset(&self) -> u64 {
-        self.first_offset + u64::from(self.len)
+        self.first_offset.saturating_add(u64::from(self.len))
     }
 }
 
@@ -190,6 +191,25 @@ mod tests {
                 "flip at byte {i} not detected"
             );
         }
+    }
+
+    #[test]
+    fn end_offset_of_a_corrupt_header_does_not_overflow() {
+        // Found by fuzzing (log_record): a plausible length after a first offset near u64::MAX
+        // overflowed (a panic in debug builds, a wrapped offset in release builds).
+        let mut buf = encode(b"0123", u64::MAX - 1, 7);
+        let h = decode_header(&buf).expect("24 bytes");
+        assert!(plausible(h.len));
+        assert_eq!(h.end_offset(), u64::MAX);
+        assert!(matches!(
+            decode(&buf),
+            Decoded::Complete { header, .. } if header.end_offset() == u64::MAX
+        ));
+        buf[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(&buf),
+            Decoded::CrcMismatch { header } if header.end_offset() == u64::MAX
+        ));
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub struct RdbVerifier {
     head: Vec<u8>,
     crc: Crc64,
     hold: Vec<u8>,
+    /// Bytes fed so far, less those dropped.
+    fed: u64,
 }
 
 impl RdbVerifier {
@@ -20,6 +22,7 @@ impl RdbVerifier {
     }
 
     pub fn feed(&mut self, data: &[u8]) {
+        self.fed = self.fed.saturating_add(data.len() as u64);
         if self.head.len() < 9 {
             let n = (9 - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..n]);
@@ -39,10 +42,16 @@ impl RdbVerifier {
         }
     }
 
-    /// Forgets the last `n` bytes fed (a `$EOF` mark that is not part of the RDB).
+    /// Forgets the last `n` bytes fed (a `$EOF` mark that is not part of the RDB; at most the
+    /// 49 bytes held back).
     pub fn drop_last(&mut self, n: usize) {
         let keep = self.hold.len().saturating_sub(n);
         self.hold.truncate(keep);
+        // With an RDB shorter than its 9-byte header, the dropped bytes reached the header too.
+        self.fed = self.fed.saturating_sub(n as u64);
+        if self.fed < self.head.len() as u64 {
+            self.head.truncate(self.fed as usize);
+        }
     }
 
     /// (RDB version, CRC status): `Some(true)` valid, `None` checksum disabled (stored 0),
@@ -105,5 +114,37 @@ mod tests {
         let mut v = RdbVerifier::new();
         v.feed(b"NOTANRDB!");
         assert!(v.verdict().is_err());
+    }
+
+    #[test]
+    fn dropped_mark_never_counts_as_the_header() {
+        // Found by fuzzing (rdb_transfer): a `$EOF:` transfer whose RDB is shorter than 9 bytes
+        // was judged by a header made of RDB bytes and mark bytes, e.g. "REDIS" + "0011…" passed
+        // as RDB version 11.
+        let mark = *b"0011aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        for rdb in [&b"REDIS"[..], b"", b"REDIS001"] {
+            let mut wire = rdb.to_vec();
+            wire.extend_from_slice(&mark);
+            for split in 0..=wire.len() {
+                let mut v = RdbVerifier::new();
+                v.feed(&wire[..split]);
+                v.feed(&wire[split..]);
+                v.drop_last(mark.len());
+                assert_eq!(
+                    v.verdict(),
+                    Err(RdbError::Truncated {
+                        needed: 9,
+                        got: rdb.len()
+                    }),
+                    "{rdb:?} split at {split}"
+                );
+            }
+        }
+        // A 9-byte RDB keeps its header.
+        let mut v = RdbVerifier::new();
+        v.feed(b"REDIS0011");
+        v.feed(&mark);
+        v.drop_last(mark.len());
+        assert_eq!(v.verdict(), Ok((11, Some(false))));
     }
 }

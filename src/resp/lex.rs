@@ -10,7 +10,8 @@ pub(crate) const MAX_NUMBER_LINE: usize = 20;
 /// Returns `Ok(Some(end))` where `buf[start..end]` is the line content (without the CRLF), so the
 /// next byte after the line is `end + 2`. Returns `Ok(None)` if no newline is present yet and at
 /// most `max` content bytes are buffered. `too_long` is returned when more than `max` bytes arrive
-/// without a newline, and `MissingCrlf` when the newline is not preceded by `\r`.
+/// without a valid `\r\n`, and `MissingCrlf` when an earlier newline is not preceded by `\r`.
+/// The error does not depend on how the input was split into reads.
 pub(crate) fn find_line(
     buf: &[u8],
     start: usize,
@@ -24,7 +25,13 @@ pub(crate) fn find_line(
         Some(0) => Err(RespError::MissingCrlf),
         Some(i) => {
             if window.get(i - 1) != Some(&b'\r') {
-                return Err(RespError::MissingCrlf);
+                // A newline right after max + 1 content bytes: the prefix without it already
+                // reported `too_long`, so report the same whatever the read boundaries.
+                return Err(if i > max {
+                    too_long
+                } else {
+                    RespError::MissingCrlf
+                });
             }
             Ok(Some(start + i - 1))
         }
@@ -84,6 +91,35 @@ mod tests {
         );
         assert_eq!(find_line(b"", 0, 4, TL.clone()), Ok(None));
         assert_eq!(find_line(b"ab", 9, 4, TL.clone()), Ok(None));
+    }
+
+    #[test]
+    fn error_does_not_depend_on_read_boundaries() {
+        // Found by fuzzing (resp_command): a newline right after max + 1 content bytes gave
+        // MissingCrlf, while the same bytes read without that newline had already given
+        // `too_long`, so the error depended on where the reads split the input.
+        assert_eq!(find_line(b"abcde", 0, 4, TL.clone()), Err(TL.clone()));
+        assert_eq!(find_line(b"abcde\n", 0, 4, TL.clone()), Err(TL.clone()));
+        assert_eq!(
+            find_line(b"abcd\n", 0, 4, TL.clone()),
+            Err(RespError::MissingCrlf)
+        );
+        // The fuzzer's input: a `*` count line of 21 bytes ending in a bare LF.
+        let mut input = b"*30".to_vec();
+        input.extend_from_slice(&[0; 19]);
+        input.extend_from_slice(b"\nSYNC\r\n");
+        let limits = crate::resp::Limits::default();
+        for cut in 1..=input.len() {
+            let got = crate::resp::check(&input[..cut], &limits);
+            assert!(
+                matches!(got, Ok(None) | Err(RespError::InvalidLength)),
+                "{cut}: {got:?}"
+            );
+        }
+        assert_eq!(
+            crate::resp::check(&input, &limits),
+            Err(RespError::InvalidLength)
+        );
     }
 
     #[test]
