@@ -63,7 +63,9 @@ fn soak_two_region_chain_under_random_faults() {
     let mut rng = Rng(seed | 1);
     let pki = Pki::new(&["site-a", "region-b"]);
     let origin = Redis::start(&["--repl-backlog-size", "512mb"]);
-    let standby = start_replica(&origin.addr(), &[]);
+    // The standby becomes the origin half-way: its backlog must cover agent restarts too
+    // (the first 30-minute run failed on the 1 MB default here).
+    let standby = start_replica(&origin.addr(), &["--repl-backlog-size", "512mb"]);
     let quic = free_udp_port();
     let mut a = Agent::start(&agent_config(
         &origin.addr(),
