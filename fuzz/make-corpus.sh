@@ -53,4 +53,4 @@ sleep 1
 # Old seeds go; files the fuzzer found (named by hash) stay.
 find "$here/corpus" -name 'seed-*' -delete 2>/dev/null || true
 "$tool" capture "$redis_port" "$tmp/agent/segments" "$repo" "$here/corpus"
-du -sh "$here/corpus"
+du -sh --apparent-size "$here/corpus"
