@@ -375,6 +375,25 @@ impl Metrics {
         }
     }
 
+    /// Records a follower's ACK in its three gauges (offset, lag bytes, lag seconds).
+    pub fn record_follower_ack(
+        ack_g: &IntGaugeVec,
+        bytes_g: &IntGaugeVec,
+        secs_g: &GaugeVec,
+        label: &str,
+        log: &Log,
+        ack: u64,
+    ) {
+        ack_g.with_label_values(&[label]).set(ack as i64);
+        let head = log.current().map(|c| c.1).unwrap_or(0);
+        bytes_g
+            .with_label_values(&[label])
+            .set(head.saturating_sub(ack) as i64);
+        secs_g
+            .with_label_values(&[label])
+            .set(Self::follower_lag_seconds(log, ack));
+    }
+
     /// Lag in seconds of a follower that acknowledged `ack`: now minus the origin timestamp of
     /// the first byte it lacks, 0 when it has everything.
     pub fn follower_lag_seconds(log: &Log, ack: u64) -> f64 {

@@ -221,19 +221,15 @@ async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
         match reader.next().await.map_err(bad_frames)? {
             Some(Frame::Ack { durable }) => {
                 ctx.peers.update(peer_id, |p| p.ack = p.ack.max(durable));
-                ctx.metrics
-                    .downstream_agent_ack_offset
-                    .with_label_values(&[name])
-                    .set(durable as i64);
-                let head = ctx.log.current().map(|c| c.1).unwrap_or(0);
-                ctx.metrics
-                    .downstream_agent_lag_bytes
-                    .with_label_values(&[name])
-                    .set(head.saturating_sub(durable) as i64);
-                ctx.metrics
-                    .downstream_agent_lag_seconds
-                    .with_label_values(&[name])
-                    .set(Metrics::follower_lag_seconds(&ctx.log, durable));
+                let m = &ctx.metrics;
+                Metrics::record_follower_ack(
+                    &m.downstream_agent_ack_offset,
+                    &m.downstream_agent_lag_bytes,
+                    &m.downstream_agent_lag_seconds,
+                    name,
+                    &ctx.log,
+                    durable,
+                );
             }
             Some(other) => {
                 return Err(AgentServeError::Protocol(format!(

@@ -136,19 +136,15 @@ async fn read_acks(
                     ctx.replicas.unacked.acked(label);
                     acked = true;
                 }
-                ctx.metrics
-                    .replica_ack_offset
-                    .with_label_values(&[label])
-                    .set(o as i64);
-                let head = ctx.log.current().map(|c| c.1).unwrap_or(0);
-                ctx.metrics
-                    .replica_lag_bytes
-                    .with_label_values(&[label])
-                    .set(head.saturating_sub(o) as i64);
-                ctx.metrics
-                    .replica_lag_seconds
-                    .with_label_values(&[label])
-                    .set(crate::metrics::Metrics::follower_lag_seconds(&ctx.log, o));
+                let m = &ctx.metrics;
+                crate::metrics::Metrics::record_follower_ack(
+                    &m.replica_ack_offset,
+                    &m.replica_lag_bytes,
+                    &m.replica_lag_seconds,
+                    label,
+                    &ctx.log,
+                    o,
+                );
             }
         }
         if rd.read_buf(&mut buf).await? == 0 {
