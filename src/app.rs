@@ -54,6 +54,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         max_age: cfg.log.max_age,
         fsync: cfg.log.fsync,
         snapshot_after_bytes: cfg.log.snapshot_after,
+        keep_page_cache: cfg.log.keep_page_cache,
     })?;
     let status = log.status();
     tracing::info!(

@@ -93,6 +93,7 @@ struct RawLog {
     segment_bytes: Option<String>,
     fsync: Option<String>,
     snapshot_after: Option<String>,
+    keep_page_cache: Option<bool>,
 }
 
 /// Where the agent's stream comes from.
@@ -165,6 +166,8 @@ pub struct LogSettings {
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
     pub snapshot_after: u64,
+    /// Keep sealed segments in the page cache (default: drop them once written back).
+    pub keep_page_cache: bool,
 }
 
 pub const DEFAULT_LISTEN_REDIS: &str = "127.0.0.1:6380";
@@ -526,6 +529,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             segment_bytes,
             fsync,
             snapshot_after,
+            keep_page_cache: raw.log.keep_page_cache.unwrap_or(false),
         },
     })
 }

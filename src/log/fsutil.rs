@@ -14,6 +14,20 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '
     }
 }
 
+/// Ask the kernel to write back and drop `file`'s cached pages (best effort: a sealed segment
+/// is read again only by a lagging reader, and then from disk). Errors are only logged.
+pub(crate) fn drop_page_cache(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads the descriptor, which `file` keeps open.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        tracing::debug!(
+            errno = rc,
+            "posix_fadvise(DONTNEED) on a log segment failed"
+        );
+    }
+}
+
 /// fsync a directory so that creates, renames and deletes in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)

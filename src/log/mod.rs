@@ -36,7 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use reader::{Chunk, LogReader};
+pub use reader::{join_pieces, Chunk, LogReader};
 pub use snapshot::SnapshotWriter;
 
 use segment::Segment;
@@ -59,6 +59,8 @@ pub struct LogConfig {
     pub max_age: Duration,
     pub fsync: FsyncPolicy,
     pub snapshot_after_bytes: u64,
+    /// Keep sealed segments in the page cache instead of dropping them once written back.
+    pub keep_page_cache: bool,
 }
 
 /// One replid switch: `replid` names the stream from offset `start` on.

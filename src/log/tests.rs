@@ -21,6 +21,7 @@ pub(crate) fn cfg(dir: &Path) -> LogConfig {
         max_age: Duration::from_secs(86_400 * 365),
         fsync: FsyncPolicy::No,
         snapshot_after_bytes: 1 << 40,
+        keep_page_cache: false,
     }
 }
 
@@ -136,6 +137,51 @@ fn chunk_timestamp_is_that_of_the_record_holding_the_first_byte() {
         (7, 22, &b"orld"[..])
     );
     assert!(r.try_next(100).expect("read").is_none());
+}
+
+#[tokio::test]
+async fn pieces_are_the_records_own_buffers_with_their_timestamps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(cfg(dir.path())).expect("open");
+    start(&log, A, 0);
+    for (data, ts) in [(&b"hello"[..], 11), (b"world", 22), (b"!!", 33)] {
+        log.append(Bytes::copy_from_slice(data), ts)
+            .expect("append");
+    }
+    let mut r = log.reader(3).expect("reader");
+    let pieces = r.next_pieces(7).await.expect("pieces");
+    let got: Vec<(u64, u64, &[u8])> = pieces
+        .iter()
+        .map(|p| (p.offset, p.timestamp_us, &p.data[..]))
+        .collect();
+    assert_eq!(got, vec![(3, 11, &b"llo"[..]), (6, 22, &b"worl"[..])]);
+    let joined = crate::log::join_pieces(pieces);
+    assert_eq!(
+        (joined.offset, joined.timestamp_us, &joined.data[..]),
+        (3, 11, &b"lloworl"[..])
+    );
+    let rest = r.next_pieces(100).await.expect("rest");
+    let got: Vec<(u64, u64, &[u8])> = rest
+        .iter()
+        .map(|p| (p.offset, p.timestamp_us, &p.data[..]))
+        .collect();
+    assert_eq!(got, vec![(10, 22, &b"d"[..]), (11, 33, &b"!!"[..])]);
+}
+
+#[test]
+fn large_records_cross_writeback_windows_and_read_back() {
+    // Records of 3 MiB: several 8 MiB writeback windows are started along the way.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(dir.path());
+    c.segment_bytes = 64 << 20;
+    let log = Log::open(c).expect("open");
+    start(&log, A, 0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let all = fill(&log, &mut rng, 9, 3 << 20);
+    assert_eq!(read_to_head(&log, 1, 1 << 20).expect("read"), all);
+    drop(log);
+    let log = Log::open(cfg(dir.path())).expect("reopen");
+    assert_eq!(read_to_head(&log, 1, 1 << 20).expect("read"), all);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fsutil::{io_err, now_us, remove_file, sync_dir};
+use super::fsutil::{drop_page_cache, io_err, now_us, remove_file, sync_dir};
 use super::record::MAX_APPEND;
 use super::segment::Segment;
 use super::snapshot::{self, SnapshotWriter};
@@ -28,10 +28,17 @@ impl Inner {
         if rotate {
             let sync = cfg.fsync != FsyncPolicy::No;
             // Seal the old segment first, so a crash cannot leave a hole before the new one.
-            if let (true, Some(old), Some(seg)) = (sync, self.active.as_ref(), self.segments.last())
-            {
-                if let Err(e) = old.sync_data() {
-                    super::sync::fatal(&seg.path, &e);
+            if let (Some(old), Some(seg)) = (self.active.as_ref(), self.segments.last()) {
+                if sync {
+                    if let Err(e) = old.sync_data() {
+                        super::sync::fatal(&seg.path, &e);
+                    }
+                }
+                // Readers that are caught up read the new segment; the sealed one is read
+                // again only by a lagging reader. Dropping it keeps the page cache (counted in
+                // a container's memory) from growing with the log.
+                if !cfg.keep_page_cache {
+                    drop_page_cache(old);
                 }
             }
             let (seg, file) = Segment::create(&self.seg_dir, self.state.epoch, next, sync)?;
