@@ -35,7 +35,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = decode(&mut self.buf, self.max_body)? {
                 return Ok(Some(frame));
             }
-            self.buf.reserve(READ_CHUNK);
+            // `decode` reserved room for the rest of a started frame: read exactly into that,
+            // so a large frame is never moved to a bigger buffer while it arrives.
+            if self.buf.capacity() == self.buf.len() {
+                self.buf.reserve(READ_CHUNK);
+            }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)

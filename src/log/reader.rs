@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
-use super::fsutil::io_err;
+use super::fsutil::{drop_page_cache, io_err};
 use super::record::{self, Decoded, RecordHeader, HEADER_LEN};
 use super::segment::{read_at_most, IndexEntry};
 use super::{Inner, Log, LogError, Shared};
@@ -151,6 +151,23 @@ impl Log {
     }
 }
 
+/// Consecutive pieces as one chunk (offset and timestamp of the first); copies only if several.
+pub fn join_pieces(mut parts: Vec<Chunk>) -> Chunk {
+    if parts.len() == 1 {
+        if let Some(c) = parts.pop() {
+            return c;
+        }
+    }
+    let len = parts.iter().map(|p| p.data.len()).sum();
+    let mut b = BytesMut::with_capacity(len);
+    parts.iter().for_each(|p| b.extend_from_slice(&p.data));
+    Chunk {
+        offset: parts.first().map_or(0, |p| p.offset),
+        timestamp_us: parts.first().map_or(0, |p| p.timestamp_us),
+        data: b.freeze(),
+    }
+}
+
 /// Bytes `[pos, pos+n)` from `block`, reading a new block of ≥ `want` bytes if needed.
 /// `None` if the range is not within `limit` or the file is shorter than expected.
 fn fetch(
@@ -191,9 +208,15 @@ impl LogReader {
 
     /// Wait until at least one byte is available, then return up to `max` bytes.
     pub async fn next(&mut self, max: usize) -> Result<Chunk, LogError> {
+        self.next_pieces(max).await.map(join_pieces)
+    }
+
+    /// Like [`next`](Self::next), but as the records' own buffers, uncopied: consecutive
+    /// pieces, each within one record (so with that record's timestamp).
+    pub async fn next_pieces(&mut self, max: usize) -> Result<Vec<Chunk>, LogError> {
         loop {
             self.head_rx.borrow_and_update();
-            if let Some(c) = self.try_next(max)? {
+            if let Some(c) = self.try_pieces(max)? {
                 return Ok(c);
             }
             if self.head_rx.changed().await.is_err() {
@@ -206,6 +229,11 @@ impl LogReader {
 
     /// Up to `max` bytes from the cursor, or `None` when caught up. Never waits.
     pub fn try_next(&mut self, max: usize) -> Result<Option<Chunk>, LogError> {
+        Ok(self.try_pieces(max)?.map(join_pieces))
+    }
+
+    /// [`try_next`](Self::try_next) as uncopied pieces (never an empty list).
+    fn try_pieces(&mut self, max: usize) -> Result<Option<Vec<Chunk>>, LogError> {
         let max = max.max(1);
         let plan = self
             .shared
@@ -224,13 +252,19 @@ impl LogReader {
                     io_err(&plan.path)(e)
                 }
             })?;
-            self.file = Some((plan.seg_first, file));
+            let previous = self.file.replace((plan.seg_first, file));
+            // Moving on from an older (sealed) segment: its pages are not needed again soon.
+            if let Some((_, old)) = previous.filter(|(f, _)| *f < plan.seg_first) {
+                if !self.shared.cfg.keep_page_cache {
+                    drop_page_cache(&old);
+                }
+            }
         }
         let chunk = self.read(&plan, max)?;
         Ok(Some(chunk))
     }
 
-    fn read(&mut self, plan: &Plan, max: usize) -> Result<Chunk, LogError> {
+    fn read(&mut self, plan: &Plan, max: usize) -> Result<Vec<Chunk>, LogError> {
         let Some((_, file)) = self.file.as_ref() else {
             return Err(LogError::Gone {
                 offset: self.cursor,
@@ -239,9 +273,8 @@ impl LogReader {
         let want = (max + HEADER_LEN).max(64 * 1024) as u64;
         let (mut pos, mut rec, mut cur) = (plan.pos, plan.rec, self.cursor);
         let mut block = None;
-        let mut parts: Vec<Bytes> = Vec::new();
+        let mut parts: Vec<Chunk> = Vec::new();
         let mut got = 0usize;
-        let mut ts0 = None;
         // A bad record ends the chunk; it is reported only if nothing good came before it
         // (the next call starts at it and reports it then).
         let mut problem: Option<Option<RecordHeader>> = None;
@@ -286,8 +319,11 @@ impl LogReader {
             };
             let skip = (cur - rec) as usize;
             let take = (payload.len() - skip).min(max - got);
-            parts.push(payload.slice(skip..skip + take));
-            ts0.get_or_insert(h.timestamp_us);
+            parts.push(Chunk {
+                offset: cur,
+                timestamp_us: h.timestamp_us,
+                data: payload.slice(skip..skip + take),
+            });
             got += take;
             cur += take as u64;
             if skip + take == payload.len() {
@@ -295,25 +331,13 @@ impl LogReader {
                 rec = h.end_offset();
             }
         }
-        let Some(timestamp_us) = ts0 else {
+        if parts.is_empty() {
             // Either a bad record at the cursor, or no record holds the cursor at all.
             return Err(self.corrupt(plan, pos, rec, problem.flatten()));
-        };
-        let data = if parts.len() == 1 {
-            parts.pop().unwrap_or_default()
-        } else {
-            let mut b = BytesMut::with_capacity(got);
-            parts.iter().for_each(|p| b.extend_from_slice(p));
-            b.freeze()
-        };
-        let chunk = Chunk {
-            offset: self.cursor,
-            timestamp_us,
-            data,
-        };
+        }
         self.cursor = cur;
         self.hint = Some((plan.seg_first, pos, rec));
-        Ok(chunk)
+        Ok(parts)
     }
 
     /// Record a corruption barrier for the bad record at (`pos`, `rec`) and build the error.

@@ -16,7 +16,9 @@ use crate::config::LinkSettings;
 use crate::link::{
     self, quic, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
 };
-use crate::log::{FullReason, HistoryEntry, Log, LogError, PsyncDecision, SnapshotMeta};
+use crate::log::{
+    join_pieces, FullReason, HistoryEntry, Log, LogError, PsyncDecision, SnapshotMeta,
+};
 use crate::metrics::Metrics;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -424,31 +426,41 @@ async fn stream(
     let mut pacer = Pacer::new(ctx.link.max_bandwidth);
     loop {
         tokio::select! {
-            chunk = reader.next(LOG_CHUNK) => {
-                let chunk = chunk?;
+            pieces = reader.next_pieces(LOG_CHUNK) => {
+                let mut pieces = pieces?;
+                // zstd wants one buffer (and compresses better across records); uncompressed
+                // records go out as their own buffers, one frame each, in one write.
+                if ctx.link.compression != link::Compression::None && pieces.len() > 1 {
+                    pieces = vec![join_pieces(pieces)];
+                }
                 // A switch may have landed after the last refresh; the history is a few entries.
                 history = ctx.log.history().1;
-                let mut data = chunk.data;
-                let mut offset = chunk.offset;
-                while !data.is_empty() {
-                    // Switches that start at or before this byte go first.
-                    while let Some(h) = history.get(*sent_idx + 1).filter(|h| h.start <= offset) {
-                        w.send(&Frame::ReplidSwitch { replid: h.replid.clone(), start: h.start }).await?;
-                        *sent_idx += 1;
+                let mut frames = Vec::with_capacity(pieces.len() + 1);
+                let mut offset = *pos;
+                for piece in pieces {
+                    let mut data = piece.data;
+                    offset = piece.offset;
+                    while !data.is_empty() {
+                        // Switches that start at or before this byte go first.
+                        while let Some(h) = history.get(*sent_idx + 1).filter(|h| h.start <= offset) {
+                            frames.push(Frame::ReplidSwitch { replid: h.replid.clone(), start: h.start });
+                            *sent_idx += 1;
+                        }
+                        let cut = history
+                            .get(*sent_idx + 1)
+                            .map(|h| ((h.start - offset) as usize).min(data.len()))
+                            .unwrap_or(data.len());
+                        let part = data.split_to(cut);
+                        let n = part.len() as u64;
+                        frames.push(link::log_frame(offset, piece.timestamp_us, part, ctx.link.compression, ctx.link.zstd_level)
+                            .map_err(|e| AgentServeError::Protocol(format!("compressing a log frame: {e}")))?);
+                        offset += n;
                     }
-                    let cut = history
-                        .get(*sent_idx + 1)
-                        .map(|h| ((h.start - offset) as usize).min(data.len()))
-                        .unwrap_or(data.len());
-                    let part = data.split_to(cut);
-                    let n = part.len() as u64;
-                    let frame = link::log_frame(offset, chunk.timestamp_us, part, ctx.link.compression, ctx.link.zstd_level)
-                        .map_err(|e| AgentServeError::Protocol(format!("compressing a log frame: {e}")))?;
-                    w.send(&frame).await?;
-                    ctx.metrics.link_stream_bytes.with_label_values(&[name, "sent"]).inc_by(n);
-                    offset += n;
-                    pacer.spent(n).await;
                 }
+                w.send_all(&frames).await?;
+                let n = offset - *pos;
+                ctx.metrics.link_stream_bytes.with_label_values(&[name, "sent"]).inc_by(n);
+                pacer.spent(n).await;
                 *pos = offset;
                 ctx.peers.update(peer_id, |p| p.sent = offset);
             }
