@@ -70,12 +70,13 @@ pub struct TransportSettings {
 impl Default for TransportSettings {
     fn default() -> Self {
         TransportSettings {
-            congestion: Congestion::Cubic,
-            stream_window: 32 << 20,
-            conn_window: 32 << 20,
-            send_window: 32 << 20,
-            keep_alive: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            // The `[link]` config defaults (src/config/link.rs).
+            congestion: Congestion::Bbr,
+            stream_window: 8 << 20,
+            conn_window: 8 << 20,
+            send_window: 8 << 20,
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(15),
             socket_buffer: 8 << 20,
         }
     }
