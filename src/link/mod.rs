@@ -112,6 +112,8 @@ pub enum LinkError {
     UnexpectedEof(usize),
     #[error(transparent)]
     Frame(#[from] FrameError),
+    #[error("injected by failpoint {0}")]
+    Injected(&'static str),
 }
 
 /// An error and its sources, e.g. "connection lost: timed out", so the cause of a lost stream

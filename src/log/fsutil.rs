@@ -28,6 +28,14 @@ pub(crate) fn drop_page_cache(file: &File) {
     }
 }
 
+/// `fs::rename`, with the `rename` failpoint.
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<(), LogError> {
+    if crate::failpoint::hit("rename") {
+        return Err(io_err(to)(crate::failpoint::io_error("rename")));
+    }
+    fs::rename(from, to).map_err(io_err(to))
+}
+
 /// fsync a directory so that creates, renames and deletes in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
@@ -49,7 +57,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
-    fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+    rename(&tmp, &dst)?;
     sync_dir(dir)?;
     Ok(dst)
 }

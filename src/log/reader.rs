@@ -177,7 +177,7 @@ fn fetch(
     pos: u64,
     n: u64,
     want: u64,
-) -> Result<Option<Bytes>, LogError> {
+) -> std::io::Result<Option<Bytes>> {
     if pos + n > plan.limit {
         return Ok(None);
     }
@@ -189,7 +189,10 @@ fn fetch(
     }
     let len = (plan.limit - pos).min(n.max(want));
     let mut buf = vec![0u8; len as usize];
-    let got = read_at_most(file, &mut buf, pos).map_err(io_err(&plan.path))?;
+    if crate::failpoint::hit("read") {
+        return Err(crate::failpoint::io_error("read"));
+    }
+    let got = read_at_most(file, &mut buf, pos)?;
     buf.truncate(got);
     let data = Bytes::from(buf);
     if (got as u64) < n {
@@ -278,6 +281,8 @@ impl LogReader {
         // A bad record ends the chunk; it is reported only if nothing good came before it
         // (the next call starts at it and reports it then).
         let mut problem: Option<Option<RecordHeader>> = None;
+        // A failed read is served like a bad record: never bytes we could not check.
+        let mut read_error: Option<std::io::Error> = None;
         while got < max && pos < plan.limit {
             let cached = self
                 .cached
@@ -286,7 +291,13 @@ impl LogReader {
             let (h, payload) = match cached {
                 Some(c) => (c.header, c.payload.clone()),
                 None => {
-                    let hdr = fetch(&mut block, file, plan, pos, HEADER_LEN as u64, want)?;
+                    let hdr = match fetch(&mut block, file, plan, pos, HEADER_LEN as u64, want) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            read_error = Some(e);
+                            break;
+                        }
+                    };
                     let h = hdr
                         .as_deref()
                         .and_then(record::decode_header)
@@ -300,7 +311,13 @@ impl LogReader {
                         rec = h.end_offset();
                         continue;
                     }
-                    let whole = fetch(&mut block, file, plan, pos, h.total_len(), want)?;
+                    let whole = match fetch(&mut block, file, plan, pos, h.total_len(), want) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            read_error = Some(e);
+                            break;
+                        }
+                    };
                     let Some(whole) =
                         whole.filter(|w| matches!(record::decode(w), Decoded::Complete { .. }))
                     else {
@@ -331,8 +348,11 @@ impl LogReader {
                 rec = h.end_offset();
             }
         }
+        if let (true, Some(e)) = (parts.is_empty(), &read_error) {
+            tracing::error!(path = %plan.path.display(), offset = rec, error = %e, "read error in a log segment; its range is treated as unreadable");
+        }
         if parts.is_empty() {
-            // Either a bad record at the cursor, or no record holds the cursor at all.
+            // Either a bad record or a read error at the cursor, or no record holds the cursor.
             return Err(self.corrupt(plan, pos, rec, problem.flatten()));
         }
         self.cursor = cur;

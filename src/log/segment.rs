@@ -126,7 +126,12 @@ impl Segment {
         ts: u64,
     ) -> Result<(), LogError> {
         let hdr = record::encode_header(payload, offset, ts);
-        if let Err(e) = write_all_at2(file, &hdr, payload, self.size) {
+        let written = if crate::failpoint::hit("write") {
+            Err(crate::failpoint::io_error("write"))
+        } else {
+            write_all_at2(file, &hdr, payload, self.size)
+        };
+        if let Err(e) = written {
             // Best effort: do not leave a partial record behind the valid end.
             let _ = file.set_len(self.size);
             return Err(io_err(&self.path)(e));

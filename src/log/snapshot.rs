@@ -166,7 +166,7 @@ impl SnapshotWriter {
         file.sync_all().map_err(io_err(&tmp))?;
         drop(file);
         let path = self.dir.join(format!("{}.rdb", stem(self.epoch, offset)));
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        super::fsutil::rename(&tmp, &path)?;
         let meta = SnapshotMeta {
             epoch: self.epoch,
             replid: replid.to_string(),

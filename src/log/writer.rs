@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fsutil::{drop_page_cache, io_err, now_us, remove_file, sync_dir};
+use super::fsutil::{drop_page_cache, now_us, remove_file, rename, sync_dir};
 use super::record::MAX_APPEND;
 use super::segment::Segment;
 use super::snapshot::{self, SnapshotWriter};
@@ -64,7 +64,7 @@ impl Inner {
             .snap_dir
             .join(format!("{}.rdb", snapshot::stem(epoch, snap.offset)));
         if meta.path != snap.path {
-            std::fs::rename(&snap.path, &meta.path).map_err(io_err(&meta.path))?;
+            rename(&snap.path, &meta.path)?;
             let old_json = self
                 .snap_dir
                 .join(format!("{}.json", snapshot::stem(snap.epoch, snap.offset)));

@@ -457,6 +457,9 @@ async fn stream(
                         offset += n;
                     }
                 }
+                if crate::failpoint::hit("agent_send") {
+                    return Err(LinkError::Injected("agent_send").into());
+                }
                 w.send_all(&frames).await?;
                 let n = offset - *pos;
                 ctx.metrics.link_stream_bytes.with_label_values(&[name, "sent"]).inc_by(n);

@@ -232,6 +232,10 @@ async fn stream(ctx: &UpstreamCtx, conn: Conn, ack_now: Option<u64>) -> Result<(
                 if n == 0 {
                     return Err(UpstreamError::Closed(ctx.cfg.redis.clone()));
                 }
+                if crate::failpoint::hit("upstream_read") {
+                    // The bytes just read are dropped: the resync must fetch them again.
+                    return Err(UpstreamError::Io(format!("reading the stream: {}", crate::failpoint::io_error("upstream_read"))));
+                }
                 let chunk = buf.split();
                 if let Some(g) = append_chunk(ctx, &mut scanner, chunk)? {
                     pending_getack = Some(g);
