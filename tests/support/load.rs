@@ -68,6 +68,37 @@ pub fn write_mixed(port: u16, from: u64, to: u64, tag: &str) -> u64 {
     to - from
 }
 
+/// Trims the lists and streams of the mixed workload's `tag` in every database it uses (to 100
+/// elements each), so a long-running load keeps a bounded dataset. Returns the commands sent.
+#[allow(dead_code)]
+pub fn trim_mixed(port: u16, tag: &str) -> u64 {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect for trim");
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut sent = 0u64;
+    for db in 0..4u8 {
+        let db = db.to_string();
+        let mut out = resp::command(&[b"SELECT", db.as_bytes()]).to_vec();
+        for k in 0..2000 {
+            let key = format!("l:{tag}:{k}");
+            out.extend_from_slice(&resp::command(&[b"LTRIM", key.as_bytes(), b"-100", b"-1"]));
+        }
+        for k in 0..500 {
+            let key = format!("x:{tag}:{k}");
+            out.extend_from_slice(&resp::command(&[
+                b"XTRIM",
+                key.as_bytes(),
+                b"MAXLEN",
+                b"100",
+            ]));
+        }
+        sock.write_all(&out).expect("write trim");
+        read_replies(&mut sock, 1 + 2000 + 500);
+        sent += 1 + 2000 + 500;
+    }
+    sent
+}
+
 /// Writes `count` SETs of `value_size` bytes with keys `tag:N` to db 0, pipelined.
 pub fn write_sets(port: u16, count: u64, value_size: usize, tag: &str) {
     let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect for load");
