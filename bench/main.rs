@@ -47,7 +47,7 @@ struct Opts {
     #[arg(long, default_value_t = 300_000)]
     n1k: u64,
     /// Backlog sizes (MB of replication stream) for the relay-ceiling / memory scenario.
-    #[arg(long, default_value = "1000,4000")]
+    #[arg(long, default_value = "1000,10000")]
     backlogs_mb: String,
     /// Backlog (MB) for the catch-up-to-the-far-replica scenario.
     #[arg(long, default_value_t = 2000)]
