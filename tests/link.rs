@@ -297,6 +297,11 @@ fn kill9_of_either_agent_resumes_partially() {
         "A full-synced after kill -9"
     );
     writer.join().expect("writer");
+    // A's stateless-reset key survives the restart: B's old connection is reset by the new A
+    // (not left to its idle timeout).
+    wait_until(LONG, "B sees its old link reset by the restarted A", || {
+        b.log_text().contains("reset by peer")
+    });
     wait_digests_equal(&master, &[&r], LONG);
     wait_until(LONG, "B resumed from the restarted A partially", || {
         a.metric("georelay_served_partial_syncs_total", &[("kind", "agent")]) >= 1.0

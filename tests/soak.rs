@@ -114,7 +114,7 @@ fn soak_two_region_chain_under_random_faults() {
                 let from = i % KEYSPACE;
                 write_mixed(port, from, from + 1_000, "soak");
                 i += 1_000;
-                if i % 100_000 == 0 {
+                if i.is_multiple_of(100_000) {
                     trim_mixed(port, "soak");
                 }
                 written.store(i, Ordering::Relaxed);

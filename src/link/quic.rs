@@ -140,7 +140,7 @@ fn udp_socket(addr: SocketAddr, buffer: usize) -> Result<std::net::UdpSocket, Li
 
 fn endpoint(
     bind: SocketAddr,
-    server: Option<quinn::ServerConfig>,
+    server: Option<(quinn::ServerConfig, EndpointConfig)>,
     client: Option<quinn::ClientConfig>,
     t: &TransportSettings,
 ) -> Result<quinn::Endpoint, LinkError> {
@@ -149,7 +149,11 @@ fn endpoint(
         addr: bind,
         source: std::io::Error::other("no async runtime (call from within tokio)"),
     })?;
-    let mut ep = quinn::Endpoint::new(EndpointConfig::default(), server, socket, runtime)
+    let (server, config) = match server {
+        Some((s, c)) => (Some(s), c),
+        None => (None, EndpointConfig::default()),
+    };
+    let mut ep = quinn::Endpoint::new(config, server, socket, runtime)
         .map_err(|source| LinkError::Socket { addr: bind, source })?;
     if let Some(client) = client {
         ep.set_default_client_config(client);
@@ -171,7 +175,19 @@ pub fn server_endpoint(
     let crypto = QuicServerConfig::try_from(tls::server_config(tls)?).map_err(no_suite)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(t.transport_config()?));
-    endpoint(listen, Some(server), None, t)
+    let reset = tls::restart_stable_secret(tls, "stateless reset")?;
+    let mut config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    let cid = tls::restart_stable_secret(tls, "connection id")?;
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    endpoint(listen, Some((server, config)), None, t)
 }
 
 /// A client endpoint that presents this node's certificate and verifies servers against the
