@@ -104,12 +104,7 @@ pub fn server_config(tls: &TlsFiles) -> Result<rustls::ServerConfig, LinkError> 
         .map_err(|e| tls_err("TLS 1.3", e))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| {
-            tls_err(
-                &format!("{} with {}", tls.cert.display(), tls.key.display()),
-                e,
-            )
-        })?;
+        .map_err(|e| pair_err(tls, e))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
 }
@@ -130,23 +125,34 @@ pub fn restart_stable_secret(tls: &TlsFiles, label: &str) -> Result<[u8; 32], Li
     Ok(out)
 }
 
+/// A TLS 1.3 client trusting `roots`, before its own certificate (if any) is chosen.
+fn client_builder(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, LinkError>
+{
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err("TLS 1.3", e))?
+        .with_root_certificates(roots))
+}
+
+/// This node's certificate and key did not make a usable pair.
+fn pair_err(tls: &TlsFiles, e: impl std::fmt::Display) -> LinkError {
+    tls_err(
+        &format!("{} with {}", tls.cert.display(), tls.key.display()),
+        e,
+    )
+}
+
 /// Client side: verifies the server against the CA (and the name given at connect), presents
 /// this node's certificate, offers ALPN `georelay/1`.
 pub fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, LinkError> {
     let roots = load_roots(&tls.ca)?;
     let chain = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls_err("TLS 1.3", e))?
-        .with_root_certificates(roots)
+    let mut config = client_builder(roots)?
         .with_client_auth_cert(chain, key)
-        .map_err(|e| {
-            tls_err(
-                &format!("{} with {}", tls.cert.display(), tls.key.display()),
-                e,
-            )
-        })?;
+        .map_err(|e| pair_err(tls, e))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
 }
@@ -154,11 +160,7 @@ pub fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, LinkError> 
 /// Client side without a certificate of its own: only for tests that check the server refuses it.
 pub fn client_config_without_cert(ca: &Path) -> Result<rustls::ClientConfig, LinkError> {
     let roots = load_roots(ca)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls_err("TLS 1.3", e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = client_builder(roots)?.with_no_client_auth();
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
 }
