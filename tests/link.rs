@@ -390,3 +390,67 @@ fn region_agents_refresh_their_snapshot_from_upstream_and_keep_their_budget() {
         "the refresh replaced B's epoch"
     );
 }
+
+#[test]
+fn a_snapshot_transfer_cut_by_the_wan_resumes_where_it_stopped() {
+    let pki = Pki::new(&["site-a", "region-b"]);
+    // ~40 MB of RDB (uncompressed values), sent through an 8 MB/s WAN: a cut lands mid-transfer.
+    let master = Redis::start(&["--rdbcompression", "no"]);
+    master
+        .client()
+        .cmd(&["DEBUG", "POPULATE", "100000", "big", "400"]);
+    let quic = free_udp_port();
+    let _a = site_agent(&master, &pki, quic, "");
+    let wan = WanSimProc::start(quic, &["--delay", "5ms", "--rate", "8MB"]);
+    let b = region_agent(
+        "region-b",
+        &wan.addr(),
+        &pki,
+        "[link]\nkeep_alive = \"500ms\"\nidle_timeout = \"2s\"\n",
+    );
+    let received = |b: &Agent| {
+        b.metric(
+            "georelay_link_stream_bytes_total",
+            &[("direction", "received")],
+        )
+    };
+    wait_until(LONG, "B receives the first 5 MB of the snapshot", || {
+        received(&b) > 5e6
+    });
+    wan.cut();
+    wait_until(LONG, "B notices the lost link", || {
+        b.log_text().contains("agent link lost")
+    });
+    let before = received(&b);
+    wan.restore();
+    let r = start_replica(&b.addr(), &[]);
+    wait_digests_equal(&master, &[&r], LONG);
+    let text = b.log_text();
+    let at: u64 = text
+        .lines()
+        .find_map(|l| l.split("resuming the snapshot transfer at byte ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("B did not resume the snapshot; its log:\n{text}"));
+    assert!(
+        at >= 5_000_000,
+        "resumed at byte {at}, but B had more than 5 MB before the cut"
+    );
+    assert_eq!(
+        b.metric("georelay_upstream_snapshot_resumes_total", &[]),
+        1.0
+    );
+    assert_eq!(b.metric("georelay_upstream_full_syncs_total", &[]), 1.0);
+    let size: f64 = text
+        .lines()
+        .find_map(|l| l.split("receiving snapshot ").nth(1))
+        .and_then(|rest| rest.split(", ").nth(1)?.split(' ').next()?.parse().ok())
+        .expect("snapshot size logged");
+    assert!(size > 30e6, "the snapshot is only {size} bytes");
+    // Each byte crossed the WAN once (plus a little of the stream).
+    assert!(
+        received(&b) < size + 1e6,
+        "B received {} bytes for a {size}-byte snapshot (had {before} at the cut)",
+        received(&b)
+    );
+    assert_eq!(master.info_field("stats", "sync_full"), "1");
+}

@@ -515,6 +515,7 @@ fn link_frames(a: &Sync, b: &Sync, stream: &[u8]) -> Result<Vec<(String, Frame)>
                 name: "region-b".into(),
                 replid: None,
                 next_offset: 0,
+                partial: None,
             },
         ),
         (
@@ -524,8 +525,25 @@ fn link_frames(a: &Sync, b: &Sync, stream: &[u8]) -> Result<Vec<(String, Frame)>
                 name: "region-c".into(),
                 replid: Some(a.replid.clone()),
                 next_offset: a.offset + 1,
+                partial: None,
             },
         ),
+        (
+            "hello-partial".into(),
+            Frame::Hello {
+                version: link::PROTOCOL_VERSION,
+                name: "region-d".into(),
+                replid: None,
+                next_offset: 0,
+                partial: Some(link::PartialSnapshot {
+                    replid: a.replid.clone(),
+                    offset: a.offset,
+                    size: 1 << 20,
+                    have: 65536,
+                }),
+            },
+        ),
+        ("snapshot-from".into(), Frame::SnapshotFrom { from: 65536 }),
         (
             "continue".into(),
             Frame::Continue {

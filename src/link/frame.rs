@@ -30,17 +30,31 @@ const T_ACK: u8 = 8;
 const T_REPLID_SWITCH: u8 = 9;
 const T_NEW_EPOCH: u8 = 10;
 const T_ERROR: u8 = 11;
+const T_SNAPSHOT_FROM: u8 = 12;
+
+/// A snapshot transfer a downstream agent holds in part, offered for resumption in
+/// [`Frame::Hello`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialSnapshot {
+    pub replid: String,
+    pub offset: u64,
+    pub size: u64,
+    /// Bytes of it already received (the transfer resumes at this byte).
+    pub have: u64,
+}
 
 /// One frame between two agents. Offsets are Redis replication offsets of the origin's stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     /// Downstream → upstream, the first frame: who I am and what I hold. `replid` is `None`
-    /// with an empty log; `next_offset` is the first stream byte wanted (head + 1).
+    /// with an empty log; `next_offset` is the first stream byte wanted (head + 1); `partial`
+    /// is a snapshot transfer cut short, which the upstream may resume (optional tail field).
     Hello {
         version: u16,
         name: String,
         replid: Option<String>,
         next_offset: u64,
+        partial: Option<PartialSnapshot>,
     },
     /// Upstream → downstream: the stream continues under `replid`; `offset` is the first byte
     /// that will follow.
@@ -55,6 +69,9 @@ pub enum Frame {
         size: u64,
         reason: String,
     },
+    /// Right after [`Frame::Full`] when the upstream resumes the downstream's
+    /// [`PartialSnapshot`]: the chunks that follow start at byte `from` of the snapshot.
+    SnapshotFrom { from: u64 },
     /// A piece of the RDB snapshot announced by [`Frame::Full`].
     SnapshotChunk { data: Bytes },
     /// The snapshot is complete.
@@ -92,6 +109,7 @@ impl Frame {
             Frame::Hello { .. } => "Hello",
             Frame::Continue { .. } => "Continue",
             Frame::Full { .. } => "Full",
+            Frame::SnapshotFrom { .. } => "SnapshotFrom",
             Frame::SnapshotChunk { .. } => "SnapshotChunk",
             Frame::SnapshotEnd => "SnapshotEnd",
             Frame::Log { .. } => "Log",
@@ -144,12 +162,24 @@ pub fn encode_head(frame: &Frame, out: &mut BytesMut) -> Option<Bytes> {
             name,
             replid,
             next_offset,
+            partial,
         } => {
             out.put_u8(T_HELLO);
             out.put_u16_le(*version);
             put_str(out, name);
             put_str(out, replid.as_deref().unwrap_or(""));
             out.put_u64_le(*next_offset);
+            if let Some(p) = partial {
+                out.put_u8(1);
+                put_str(out, &p.replid);
+                out.put_u64_le(p.offset);
+                out.put_u64_le(p.size);
+                out.put_u64_le(p.have);
+            }
+        }
+        Frame::SnapshotFrom { from } => {
+            out.put_u8(T_SNAPSHOT_FROM);
+            out.put_u64_le(*from);
         }
         Frame::Continue { replid, offset } => {
             out.put_u8(T_CONTINUE);
@@ -266,13 +296,43 @@ pub fn parse_body(body: Bytes) -> Result<Frame, FrameError> {
                 Some(check_replid("Hello.replid", replid)?)
             };
             let next_offset = r.u64("Hello.next_offset")?;
+            let partial = if r.body.is_empty() {
+                None
+            } else {
+                match r.u8("Hello.partial")? {
+                    1 => {}
+                    value => {
+                        return Err(FrameError::BadFlag {
+                            field: "Hello.partial",
+                            value,
+                        })
+                    }
+                }
+                let p = PartialSnapshot {
+                    replid: r.replid("Hello.partial.replid")?,
+                    offset: r.u64("Hello.partial.offset")?,
+                    size: r.u64("Hello.partial.size")?,
+                    have: r.u64("Hello.partial.have")?,
+                };
+                if p.have > p.size {
+                    return Err(FrameError::PartialTooLong {
+                        have: p.have,
+                        size: p.size,
+                    });
+                }
+                Some(p)
+            };
             Frame::Hello {
                 version,
                 name,
                 replid,
                 next_offset,
+                partial,
             }
         }
+        T_SNAPSHOT_FROM => Frame::SnapshotFrom {
+            from: r.u64("SnapshotFrom.from")?,
+        },
         T_CONTINUE => Frame::Continue {
             replid: r.replid("Continue.replid")?,
             offset: r.u64("Continue.offset")?,

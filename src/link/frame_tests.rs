@@ -13,13 +13,21 @@ fn every_variant() -> Vec<Frame> {
             name: "edge-1 ✓".into(),
             replid: Some(RID.into()),
             next_offset: 1 << 40,
+            partial: None,
         },
         Frame::Hello {
             version: 7,
             name: String::new(),
             replid: None,
             next_offset: 0,
+            partial: Some(PartialSnapshot {
+                replid: RID.into(),
+                offset: 99,
+                size: 1 << 30,
+                have: 12345,
+            }),
         },
+        Frame::SnapshotFrom { from: 12345 },
         Frame::Continue {
             replid: RID.into(),
             offset: 12345,
@@ -201,6 +209,42 @@ fn malformed_bodies_are_typed_errors() {
             data_len: 3
         }
     ));
+}
+
+#[test]
+fn hello_partial_tail_is_checked() {
+    let err = |bytes: &[u8]| decode(&mut body(bytes), MAX_FRAME).unwrap_err();
+    let mut hello = vec![T_HELLO, 1, 0];
+    hello = with_str(hello, b"b");
+    hello = with_str(hello, b"");
+    hello.extend_from_slice(&7u64.to_le_bytes());
+    let mut flag = hello.clone();
+    flag.push(2);
+    assert!(matches!(
+        err(&flag),
+        FrameError::BadFlag {
+            field: "Hello.partial",
+            value: 2
+        }
+    ));
+    let mut too_long = with_str(
+        {
+            let mut h = hello.clone();
+            h.push(1);
+            h
+        },
+        RID.as_bytes(),
+    );
+    for v in [5u64, 10, 11] {
+        too_long.extend_from_slice(&v.to_le_bytes());
+    }
+    assert!(matches!(
+        err(&too_long),
+        FrameError::PartialTooLong { have: 11, size: 10 }
+    ));
+    // Without the tail it is a Hello with no partial snapshot.
+    let ok = decode(&mut body(&hello), MAX_FRAME).unwrap().unwrap();
+    assert!(matches!(ok, Frame::Hello { partial: None, .. }));
 }
 
 #[test]

@@ -20,7 +20,9 @@ pub mod stream;
 pub mod tls;
 
 pub use compress::{compress, decompress, log_frame, log_payload, Compression};
-pub use frame::{decode, encode, encode_head, Frame, ALPN, MAX_FRAME, PROTOCOL_VERSION};
+pub use frame::{
+    decode, encode, encode_head, Frame, PartialSnapshot, ALPN, MAX_FRAME, PROTOCOL_VERSION,
+};
 pub use quic::{
     client_endpoint, connect, peer_name, server_endpoint, Congestion, TransportSettings,
 };
@@ -48,6 +50,8 @@ pub enum FrameError {
     BadReplid { field: &'static str, got: String },
     #[error("{field} has invalid value {value}")]
     BadFlag { field: &'static str, value: u8 },
+    #[error("Hello offers {have} bytes of a {size}-byte snapshot")]
+    PartialTooLong { have: u64, size: u64 },
     #[error("uncompressed Log frame says raw_len {raw_len} but carries {data_len} bytes")]
     LengthMismatch { raw_len: u32, data_len: usize },
     #[error("compressed payload claims {raw_len} bytes, above the limit of {max}")]

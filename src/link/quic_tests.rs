@@ -103,6 +103,7 @@ async fn mutual_tls_loopback_carries_frames() {
             name: "client".into(),
             replid: Some(RID.into()),
             next_offset: 1001,
+            partial: None,
         },
         Frame::log(1001, 17, Bytes::from(vec![b'z'; 300_000])),
         Frame::Ack { durable: 1000 },

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub upstream_partial_syncs: IntCounter,
     pub upstream_replid_switches: IntCounter,
     pub upstream_reconnects: IntCounter,
+    pub upstream_snapshot_resumes: IntCounter,
     pub upstream_stream_bytes: IntCounter,
     pub snapshot_refreshes: IntCounterVec,
     pub served_full_syncs: IntCounterVec,
@@ -233,6 +234,11 @@ impl Metrics {
                 &r,
                 "georelay_upstream_reconnects_total",
                 "Upstream connection attempts after the first.",
+            )?,
+            upstream_snapshot_resumes: counter(
+                &r,
+                "georelay_upstream_snapshot_resumes_total",
+                "Snapshot transfers from an upstream agent resumed after a lost link (not restarted).",
             )?,
             upstream_stream_bytes: counter(
                 &r,

@@ -157,12 +157,13 @@ async fn session(
         .await
         .map_err(|_| AgentServeError::Protocol("no Hello within 10s".into()))?
         .map_err(bad_frames)?;
-    let (replid, next_offset, snapshot_only) = match hello {
+    let (replid, next_offset, snapshot_only, partial) = match hello {
         Some(Frame::Hello {
             version,
             name: their_name,
             replid,
             next_offset,
+            partial,
         }) => {
             if version != PROTOCOL_VERSION {
                 let msg = format!("protocol version {version} is not supported (this agent speaks {PROTOCOL_VERSION})");
@@ -179,6 +180,7 @@ async fn session(
                 replid,
                 next_offset,
                 their_name.ends_with(crate::upstream::agent::SNAPSHOT_ONLY),
+                partial,
             )
         }
         Some(other) => {
@@ -192,13 +194,21 @@ async fn session(
     if snapshot_only {
         ctx.peers.update(peer_id, |p| p.state = "snapshot");
         // A snapshot refresh: the newest snapshot, then the peer closes the connection.
-        let (snap, _) = send_snapshot(&mut writer, name, ctx, None).await?;
+        let (snap, _) = send_snapshot(&mut writer, name, ctx, None, None).await?;
         tracing::info!(peer = %name, "sent snapshot at offset {} for a snapshot refresh", snap.offset);
         let _ = timeout(Duration::from_secs(60), conn.closed()).await;
         return Ok(());
     }
     let acks = read_acks(reader, name, peer_id, ctx);
-    let feed = feed(&mut writer, name, peer_id, ctx, replid, next_offset);
+    let feed = feed(
+        &mut writer,
+        name,
+        peer_id,
+        ctx,
+        replid,
+        next_offset,
+        partial,
+    );
     tokio::select! {
         r = acks => r,
         r = feed => r,
@@ -252,6 +262,7 @@ async fn feed(
     ctx: &AgentServeCtx,
     mut replid: Option<String>,
     mut pos: u64,
+    mut partial: Option<link::PartialSnapshot>,
 ) -> Result<(), AgentServeError> {
     let mut epoch_rx = ctx.log.subscribe_epoch();
     loop {
@@ -282,7 +293,8 @@ async fn feed(
                     .unwrap_or(history.len().saturating_sub(1))
             }
             PsyncDecision::Full { reason } => {
-                let (snap, current) = send_snapshot(w, name, ctx, Some(reason)).await?;
+                let (snap, current) =
+                    send_snapshot(w, name, ctx, Some(reason), partial.take()).await?;
                 pos = snap.offset + 1;
                 replid = Some(current);
                 ctx.log.history().1.len().saturating_sub(1)
@@ -327,13 +339,15 @@ async fn feed(
     }
 }
 
-/// Waits for a usable snapshot (heartbeating meanwhile) and sends it; returns it and the
-/// replid announced.
+/// Waits for a usable snapshot (heartbeating meanwhile) and sends it — from where `partial`
+/// stopped if the downstream holds the start of this very transfer; returns it and the replid
+/// announced.
 async fn send_snapshot(
     w: &mut FrameWriter,
     name: &str,
     ctx: &AgentServeCtx,
     reason: Option<FullReason>,
+    partial: Option<link::PartialSnapshot>,
 ) -> Result<(SnapshotMeta, String), AgentServeError> {
     let label = reason.map(|r| r.as_str()).unwrap_or("snapshot_refresh");
     let mut shutdown = ctx.shutdown.clone();
@@ -372,7 +386,22 @@ async fn send_snapshot(
         source,
     };
     let mut file = tokio::fs::File::open(&snap.path).await.map_err(snap_err)?;
-    let mut left = snap.size;
+    let from = partial
+        .filter(|p| {
+            p.replid.eq_ignore_ascii_case(&current)
+                && p.offset == snap.offset
+                && p.size == snap.size
+        })
+        .map_or(0, |p| p.have);
+    if from > 0 {
+        tracing::info!(peer = %name, "resuming the snapshot transfer at byte {from} of {}", snap.size);
+        w.send(&Frame::SnapshotFrom { from }).await?;
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(from))
+            .await
+            .map_err(snap_err)?;
+    }
+    let mut left = snap.size - from;
     while left > 0 {
         let mut buf = bytes::BytesMut::with_capacity(SNAPSHOT_CHUNK);
         let want = (left as usize).min(SNAPSHOT_CHUNK);

@@ -39,6 +39,8 @@ pub struct AgentUpstreamCtx {
 pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
     let mut failures: u32 = 0;
     let mut first = true;
+    // A snapshot transfer cut short, offered to the upstream for resumption on reconnect.
+    let mut partial: Option<Incoming> = None;
     loop {
         if !first {
             ctx.metrics.upstream_reconnects.inc();
@@ -46,7 +48,7 @@ pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
         first = false;
         let mut streamed = false;
         let result = tokio::select! {
-            r = session(&ctx, &mut streamed) => r,
+            r = session(&ctx, &mut streamed, &mut partial) => r,
             _ = shutdown.changed() => break,
         };
         ctx.metrics.upstream_connected.set(0);
@@ -93,10 +95,14 @@ fn link_err(e: LinkError) -> UpstreamError {
     }
 }
 
-async fn session(ctx: &AgentUpstreamCtx, streamed: &mut bool) -> Result<(), UpstreamError> {
+async fn session(
+    ctx: &AgentUpstreamCtx,
+    streamed: &mut bool,
+    partial: &mut Option<Incoming>,
+) -> Result<(), UpstreamError> {
     let conn = connect(ctx).await?;
     let result = tokio::select! {
-        r = stream(ctx, &conn, streamed) => r,
+        r = stream(ctx, &conn, streamed, partial) => r,
         _ = crate::metrics::wire::count(&conn, &ctx.metrics, "upstream") => Ok(()),
     };
     if let Err(UpstreamError::Protocol(msg)) = &result {
@@ -142,6 +148,7 @@ pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError
             name: format!("{}{SNAPSHOT_ONLY}", ctx.name),
             replid: None,
             next_offset: 0,
+            partial: None,
         })
         .await
         .map_err(link_err)?;
@@ -181,7 +188,7 @@ pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError
     result
 }
 
-/// A snapshot being received.
+/// A snapshot being received (kept across reconnects so the transfer can resume).
 struct Incoming {
     writer: SnapshotWriter,
     verifier: RdbVerifier,
@@ -209,6 +216,21 @@ impl Incoming {
         })
     }
 
+    /// What to offer the upstream in Hello.
+    fn offer(&self) -> link::PartialSnapshot {
+        link::PartialSnapshot {
+            replid: self.replid.clone(),
+            offset: self.offset,
+            size: self.size,
+            have: self.writer.written(),
+        }
+    }
+
+    /// Is this the transfer `Full` announces (so it may be resumed)?
+    fn is(&self, replid: &str, offset: u64, size: u64) -> bool {
+        self.replid.eq_ignore_ascii_case(replid) && self.offset == offset && self.size == size
+    }
+
     fn chunk(
         this: &mut Option<Incoming>,
         ctx: &AgentUpstreamCtx,
@@ -218,12 +240,17 @@ impl Incoming {
             .as_mut()
             .ok_or_else(|| UpstreamError::Protocol("SnapshotChunk without Full".into()))?;
         if inc.writer.written() + data.len() as u64 > inc.size {
+            *this = None;
             return Err(UpstreamError::Protocol(
                 "snapshot larger than announced".into(),
             ));
         }
         inc.verifier.feed(data);
-        inc.writer.write(data)?;
+        if let Err(e) = inc.writer.write(data) {
+            // A part-written chunk cannot be resumed from.
+            *this = None;
+            return Err(e.into());
+        }
         ctx.metrics
             .link_stream_bytes
             .with_label_values(&["upstream", "received"])
@@ -261,6 +288,7 @@ async fn stream(
     ctx: &AgentUpstreamCtx,
     conn: &quinn::Connection,
     streamed: &mut bool,
+    incoming: &mut Option<Incoming>,
 ) -> Result<(), UpstreamError> {
     let (send, recv) = conn
         .open_bi()
@@ -275,11 +303,14 @@ async fn stream(
             name: ctx.name.clone(),
             replid: position.as_ref().map(|p| p.0.clone()),
             next_offset: position.as_ref().map(|p| p.1 + 1).unwrap_or(0),
+            partial: incoming.as_ref().map(Incoming::offer),
         })
         .await
         .map_err(link_err)?;
     let mut durable_rx = ctx.log.subscribe_durable();
-    let mut incoming: Option<Incoming> = None;
+    // Set by a Full that names the transfer we hold: a SnapshotFrom (resume) or the first
+    // chunk (start over) comes next.
+    let mut may_resume = false;
     loop {
         let frame = tokio::select! {
             f = reader.next() => f.map_err(link_err)?,
@@ -323,9 +354,34 @@ async fn stream(
                 if ctx.log.current().is_some() {
                     tracing::warn!(upstream = %ctx.addr, "upstream agent could not resume this log ({reason}): starting a new epoch");
                 }
-                incoming = Some(Incoming::new(ctx, replid, offset, size, reason)?);
+                may_resume = incoming
+                    .as_ref()
+                    .is_some_and(|i| i.is(&replid, offset, size));
+                if !may_resume {
+                    *incoming = Some(Incoming::new(ctx, replid, offset, size, reason)?);
+                }
             }
-            Frame::SnapshotChunk { data } => Incoming::chunk(&mut incoming, ctx, &data)?,
+            Frame::SnapshotFrom { from } => {
+                let have = incoming.as_ref().map(|i| i.writer.written());
+                if !may_resume || have != Some(from) {
+                    *incoming = None;
+                    return Err(UpstreamError::Protocol(format!(
+                        "snapshot resumed at byte {from}, but this agent holds {have:?} of it"
+                    )));
+                }
+                may_resume = false;
+                tracing::info!(upstream = %ctx.addr, "resuming the snapshot transfer at byte {from}");
+                ctx.metrics.upstream_snapshot_resumes.inc();
+            }
+            Frame::SnapshotChunk { data } => {
+                if std::mem::take(&mut may_resume) {
+                    // The upstream sends the whole snapshot again: start over.
+                    if let Some(i) = incoming.take() {
+                        *incoming = Some(Incoming::new(ctx, i.replid, i.offset, i.size, i.reason)?);
+                    }
+                }
+                Incoming::chunk(incoming, ctx, &data)?
+            }
             Frame::SnapshotEnd => {
                 let reason_first = incoming.as_ref().is_some_and(|i| i.reason == "first_sync");
                 let meta = Incoming::finish(incoming.take())?;
