@@ -406,8 +406,10 @@ impl Agent {
         self.work.path().join("agent.log")
     }
 
-    /// (Re)starts the process on the same data dir and waits until /healthz answers.
+    /// (Re)starts the process on the same data dir and waits until /healthz answers. A process
+    /// still running is killed first (callers stop it the way they want before).
     pub fn restart(&mut self) {
+        self.kill9();
         self.starts += 1;
         let child = Self::spawn_env(&self.config_path, &self.log_path(), &self.env);
         self.child = Some(child);
