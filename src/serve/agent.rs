@@ -457,10 +457,13 @@ async fn stream(
         tokio::select! {
             pieces = reader.next_pieces(LOG_CHUNK) => {
                 let mut pieces = pieces?;
-                // zstd wants one buffer (and compresses better across records); uncompressed
-                // records go out as their own buffers, one frame each, in one write.
+                // zstd wants one buffer (and compresses better across records); uncompressed,
+                // large records go out as their own buffers and runs of small ones are joined
+                // (a frame per small record costs more than the copy).
                 if ctx.link.compression != link::Compression::None && pieces.len() > 1 {
                     pieces = vec![join_pieces(pieces)];
+                } else if pieces.len() > 1 {
+                    pieces = coalesce_small(pieces);
                 }
                 // A switch may have landed after the last refresh; the history is a few entries.
                 history = ctx.log.history().1;
@@ -508,6 +511,30 @@ async fn stream(
     }
 }
 
+/// Records below this size are joined with their small neighbours into one frame.
+const SMALL_PIECE: usize = 32 << 10;
+
+/// Joins each run of consecutive pieces smaller than [`SMALL_PIECE`]; larger pieces stay as
+/// they are (uncopied).
+fn coalesce_small(pieces: Vec<crate::log::Chunk>) -> Vec<crate::log::Chunk> {
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut run: Vec<crate::log::Chunk> = Vec::new();
+    for p in pieces {
+        if p.data.len() < SMALL_PIECE {
+            run.push(p);
+            continue;
+        }
+        if !run.is_empty() {
+            out.push(join_pieces(std::mem::take(&mut run)));
+        }
+        out.push(p);
+    }
+    if !run.is_empty() {
+        out.push(join_pieces(run));
+    }
+    out
+}
+
 /// Paces sending to `max_bandwidth` bytes per second (0 = unlimited).
 struct Pacer {
     rate: u64,
@@ -538,5 +565,42 @@ impl Pacer {
             self.start = Instant::now();
             self.sent = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Chunk;
+    use bytes::Bytes;
+
+    fn piece(offset: u64, len: usize, ts: u64) -> Chunk {
+        Chunk {
+            offset,
+            timestamp_us: ts,
+            data: Bytes::from(vec![offset as u8; len]),
+        }
+    }
+
+    #[test]
+    fn small_runs_are_joined_and_large_pieces_kept() {
+        let big = SMALL_PIECE;
+        let pieces = vec![
+            piece(0, 10, 1),
+            piece(10, 20, 2),
+            piece(30, big, 3),
+            piece(30 + big as u64, 5, 4),
+        ];
+        let out = coalesce_small(pieces);
+        let shape: Vec<(u64, u64, usize)> = out
+            .iter()
+            .map(|c| (c.offset, c.timestamp_us, c.data.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(0, 1, 30), (30, 3, big), (30 + big as u64, 4, 5)]
+        );
+        assert_eq!(&out[0].data[..10], &[0u8; 10]);
+        assert_eq!(&out[0].data[10..], &[10u8; 20]);
     }
 }
