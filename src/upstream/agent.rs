@@ -331,6 +331,8 @@ async fn stream(
                     )));
                 }
                 tracing::info!(upstream = %ctx.addr, "partial resync from offset {offset} (upstream replid {replid})");
+                // A snapshot transfer cut short earlier is not needed any more.
+                *incoming = None;
                 ctx.metrics.upstream_partial_syncs.inc();
                 ctx.metrics.upstream_view.synced(false);
                 online(ctx, streamed);
