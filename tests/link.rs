@@ -273,8 +273,12 @@ fn kill9_of_either_agent_resumes_partially() {
     wait_digests_equal(&master, &[&r], LONG);
 
     let port = master.port;
+    let head0 = b.metric("georelay_log_head_offset", &[]);
     let writer = std::thread::spawn(move || write_mixed(port, 10_000, 80_000, "k"));
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill B while the new writes are flowing through it.
+    wait_until(LONG, "B receives the new writes", || {
+        b.metric("georelay_log_head_offset", &[]) > head0
+    });
     b.kill9();
     b.restart();
     wait_until(LONG, "B resumes", || {
