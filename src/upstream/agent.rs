@@ -129,6 +129,20 @@ async fn connect(ctx: &AgentUpstreamCtx) -> Result<quinn::Connection, UpstreamEr
     .map_err(link_err)
 }
 
+/// Opens the link's stream on `conn` and sends `hello` on it.
+async fn open_link(
+    conn: &quinn::Connection,
+    hello: Frame,
+) -> Result<(FrameWriter, FrameReader<quinn::RecvStream>), UpstreamError> {
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| UpstreamError::Io(format!("opening a stream: {e}")))?;
+    let mut writer = FrameWriter::new(send);
+    writer.send(&hello).await.map_err(link_err)?;
+    Ok((writer, FrameReader::new(recv, MAX_FRAME)))
+}
+
 /// The suffix of a Hello name that asks only for the upstream's newest snapshot.
 pub const SNAPSHOT_ONLY: &str = "/snapshot";
 
@@ -136,22 +150,17 @@ pub const SNAPSHOT_ONLY: &str = "/snapshot";
 /// newest snapshot, stored if it is newer than ours. Returns the snapshot's offset.
 pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError> {
     let conn = connect(ctx).await?;
-    let (send, recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| UpstreamError::Io(format!("opening a stream: {e}")))?;
-    let mut writer = FrameWriter::new(send);
-    let mut reader = FrameReader::new(recv, MAX_FRAME);
-    writer
-        .send(&Frame::Hello {
+    let (_writer, mut reader) = open_link(
+        &conn,
+        Frame::Hello {
             version: PROTOCOL_VERSION,
             name: format!("{}{SNAPSHOT_ONLY}", ctx.name),
             replid: None,
             next_offset: 0,
             partial: None,
-        })
-        .await
-        .map_err(link_err)?;
+        },
+    )
+    .await?;
     let ours = ctx.log.status().newest_snapshot.map(|s| s.offset);
     let mut incoming: Option<Incoming> = None;
     let result = loop {
@@ -290,23 +299,18 @@ async fn stream(
     streamed: &mut bool,
     incoming: &mut Option<Incoming>,
 ) -> Result<(), UpstreamError> {
-    let (send, recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| UpstreamError::Io(format!("opening a stream: {e}")))?;
-    let mut writer = FrameWriter::new(send);
-    let mut reader = FrameReader::new(recv, MAX_FRAME);
     let position = ctx.log.current();
-    writer
-        .send(&Frame::Hello {
+    let (mut writer, mut reader) = open_link(
+        conn,
+        Frame::Hello {
             version: PROTOCOL_VERSION,
             name: ctx.name.clone(),
             replid: position.as_ref().map(|p| p.0.clone()),
             next_offset: position.as_ref().map(|p| p.1 + 1).unwrap_or(0),
             partial: incoming.as_ref().map(Incoming::offer),
-        })
-        .await
-        .map_err(link_err)?;
+        },
+    )
+    .await?;
     let mut durable_rx = ctx.log.subscribe_durable();
     // Set by a Full that names the transfer we hold: a SnapshotFrom (resume) or the first
     // chunk (start over) comes next.
