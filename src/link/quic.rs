@@ -175,12 +175,11 @@ pub fn server_endpoint(
     let crypto = QuicServerConfig::try_from(tls::server_config(tls)?).map_err(no_suite)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(t.transport_config()?));
-    let reset = tls::restart_stable_secret(tls, "stateless reset")?;
+    let [reset, cid] = tls::restart_stable_secrets(tls, ["stateless reset", "connection id"])?;
     let mut config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
         &reset,
     )));
-    let cid = tls::restart_stable_secret(tls, "connection id")?;
     let mut cid_key = [0u8; 8];
     cid_key.copy_from_slice(&cid[..8]);
     let cid_key = u64::from_le_bytes(cid_key);

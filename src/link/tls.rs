@@ -109,20 +109,26 @@ pub fn server_config(tls: &TlsFiles) -> Result<rustls::ServerConfig, LinkError> 
     Ok(config)
 }
 
-/// A secret that stays the same across restarts of this node, derived from its private key
-/// and `label`: the QUIC stateless-reset key and connection-ID key are made from it, so after a
-/// crash the restarted agent recognises the old connections' IDs and answers them with a reset
-/// the peer accepts — the peer reconnects at once instead of waiting for its idle timeout.
-pub fn restart_stable_secret(tls: &TlsFiles, label: &str) -> Result<[u8; 32], LinkError> {
+/// Secrets that stay the same across restarts of this node, one per label, derived from its
+/// private key (read once): the QUIC stateless-reset key and connection-ID key are made from
+/// them, so after a crash the restarted agent recognises the old connections' IDs and answers
+/// them with a reset the peer accepts — the peer reconnects at once instead of waiting for its
+/// idle timeout.
+pub fn restart_stable_secrets<const N: usize>(
+    tls: &TlsFiles,
+    labels: [&str; N],
+) -> Result<[[u8; 32]; N], LinkError> {
     let key = load_key(&tls.key)?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"georelay v1\0");
-    ctx.update(label.as_bytes());
-    ctx.update(b"\0");
-    ctx.update(key.secret_der());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    Ok(out)
+    Ok(labels.map(|label| {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"georelay v1\0");
+        ctx.update(label.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(key.secret_der());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }))
 }
 
 /// A TLS 1.3 client trusting `roots`, before its own certificate (if any) is chosen.
@@ -212,10 +218,10 @@ mod tests {
         super::super::certs::make_test_pki(dir.path(), &["alpha", "beta"]).unwrap();
         let alpha = TlsFiles::in_dir(dir.path(), "alpha");
         let beta = TlsFiles::in_dir(dir.path(), "beta");
-        let a1 = restart_stable_secret(&alpha, "x").unwrap();
-        assert_eq!(a1, restart_stable_secret(&alpha, "x").unwrap());
-        assert_ne!(a1, restart_stable_secret(&alpha, "y").unwrap());
-        assert_ne!(a1, restart_stable_secret(&beta, "x").unwrap());
+        let [a1, a2] = restart_stable_secrets(&alpha, ["x", "y"]).unwrap();
+        assert_eq!([a1], restart_stable_secrets(&alpha, ["x"]).unwrap());
+        assert_ne!(a1, a2);
+        assert_ne!([a1], restart_stable_secrets(&beta, ["x"]).unwrap());
     }
 
     #[test]
