@@ -1,0 +1,12 @@
+//! Redis Cluster support: hash slots, the slot map (lanes → slots) and its codec.
+//!
+//! - [`slot`]: CRC16 key → slot with hashtags.
+//! - [`slotmap`]: the versioned lane → slot-ranges map, validated.
+//! - [`slotmap_codec`]: its binary encoding, sent downstream on the control stream.
+
+pub mod slot;
+pub mod slotmap;
+pub mod slotmap_codec;
+
+pub use slot::{key_slot, SLOTS};
+pub use slotmap::{LaneSlots, SlotMap, SlotMapError, SlotRange};
