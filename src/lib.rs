@@ -9,10 +9,12 @@
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
+//! - [`cluster`]: Redis Cluster lanes (discovery, lane registry, shared lane types).
 //! - [`app`]: wires everything together with one shutdown path.
 
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod failpoint;
 pub mod link;
