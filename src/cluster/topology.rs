@@ -1,7 +1,8 @@
 //! Pure parsers of the cluster topology replies (`CLUSTER SHARDS`, `CLUSTER NODES`,
 //! `CLUSTER INFO`, `INFO replication`) into shards: a master, its replicas, their slots.
 
-use super::{merge_ranges, SlotRange, SLOTS};
+use super::slotmap::{ranges_of, SlotRange};
+use super::SLOTS;
 use crate::resp::Frame;
 
 /// Why a reply could not be turned into a topology.
@@ -84,22 +85,21 @@ pub struct Topology {
 impl Topology {
     /// Slot ranges no shard with a healthy master covers.
     pub fn uncovered(&self) -> Vec<SlotRange> {
-        let mut covered = vec![false; SLOTS as usize];
+        let mut covered = vec![false; usize::from(SLOTS)];
         for s in self.shards.iter().filter(|s| s.master().is_some()) {
-            for &(a, b) in &s.slots {
-                for slot in a..=b.min((SLOTS - 1) as u16) {
-                    covered[slot as usize] = true;
+            for r in &s.slots {
+                for slot in r.first..=r.last.min(SLOTS - 1) {
+                    covered[usize::from(slot)] = true;
                 }
             }
         }
-        let gaps: Vec<SlotRange> = covered
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !**c)
-            .map(|(i, _)| (i as u16, i as u16))
-            .collect();
-        merge_ranges(gaps)
+        ranges_of((0..SLOTS).filter(|&s| !covered[usize::from(s)]))
     }
+}
+
+/// Joins ranges into the fewest sorted inclusive ranges.
+fn merge(ranges: &[SlotRange]) -> Vec<SlotRange> {
+    ranges_of(ranges.iter().flat_map(|r| r.first..=r.last))
 }
 
 /// Classifies an error reply to a topology command.
@@ -172,7 +172,7 @@ pub fn parse_shards(reply: &Frame) -> Result<Topology, TopologyError> {
                         let (a, b) = (int(&pair[0]), int(&pair[1]));
                         match (a, b) {
                             (Some(a), Some(b)) if 0 <= a && a <= b && b < i64::from(SLOTS) => {
-                                s.slots.push((a as u16, b as u16))
+                                s.slots.push(SlotRange::new(a as u16, b as u16))
                             }
                             _ => return Err(malformed("CLUSTER SHARDS slots", "bad slot range")),
                         }
@@ -189,7 +189,7 @@ pub fn parse_shards(reply: &Frame) -> Result<Topology, TopologyError> {
                 _ => {}
             }
         }
-        s.slots = merge_ranges(s.slots);
+        s.slots = merge(&s.slots);
         out.push(s);
     }
     Ok(Topology { shards: out })
@@ -261,7 +261,7 @@ pub fn parse_nodes(text: &str) -> Result<Topology, TopologyError> {
                 None => (s.parse::<u16>(), s.parse::<u16>()),
             };
             match (a, b) {
-                (Ok(a), Ok(b)) if a <= b && u32::from(b) < SLOTS => slots.push((a, b)),
+                (Ok(a), Ok(b)) if a <= b && b < SLOTS => slots.push(SlotRange::new(a, b)),
                 _ => return Err(malformed("CLUSTER NODES", format!("bad slot {s:?}"))),
             }
         }
@@ -282,7 +282,7 @@ pub fn parse_nodes(text: &str) -> Result<Topology, TopologyError> {
     for l in lines.iter().filter(|l| l.node.master) {
         shards.push(Shard {
             id: None,
-            slots: merge_ranges(l.slots.clone()),
+            slots: merge(&l.slots),
             nodes: vec![l.node.clone()],
         });
     }

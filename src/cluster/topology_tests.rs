@@ -28,7 +28,11 @@ macro_rules! fixture {
 }
 
 fn check_three_shards(t: &Topology) {
-    let mut slots: Vec<Vec<SlotRange>> = t.shards.iter().map(|s| s.slots.clone()).collect();
+    let mut slots: Vec<Vec<(u16, u16)>> = t
+        .shards
+        .iter()
+        .map(|s| s.slots.iter().map(|r| (r.first, r.last)).collect())
+        .collect();
     slots.sort();
     assert_eq!(
         slots,
@@ -98,7 +102,7 @@ fn killed_master_replaced_by_its_replica() {
     let s = t
         .shards
         .iter()
-        .find(|s| s.slots == vec![(5461, 10922)])
+        .find(|s| s.slots == vec![SlotRange::new(5461, 10922)])
         .unwrap();
     assert_eq!(s.master().unwrap().port, 31205);
     assert!(t.uncovered().is_empty());
@@ -116,7 +120,7 @@ fn migration_markers_leave_the_slot_with_its_owner() {
         let owner = t
             .shards
             .iter()
-            .find(|s| s.slots.contains(&(0, 5460)))
+            .find(|s| s.slots.contains(&SlotRange::new(0, 5460)))
             .unwrap();
         assert!(owner.master().is_some());
     }
@@ -125,7 +129,7 @@ fn migration_markers_leave_the_slot_with_its_owner() {
 #[test]
 fn failed_shard_leaves_slots_uncovered() {
     let t = parse_nodes(&bulk_text(fixture!("redis62_nodes_fail.resp"))).unwrap();
-    assert_eq!(t.uncovered(), vec![(5461, 10922)]);
+    assert_eq!(t.uncovered(), vec![SlotRange::new(5461, 10922)]);
     assert_eq!(
         cluster_state_ok(&bulk_text(fixture!("redis62_info_fail.resp"))),
         Some(false)
