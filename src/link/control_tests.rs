@@ -72,7 +72,10 @@ fn malformed_control_frames_are_clear_errors() {
     b.put_u8(T_SLOT_MAP);
     b.put_slice(&body);
     let e = decode(&mut b).unwrap_err().to_string();
-    assert!(e.starts_with("slot map from upstream: slot 100 is owned by both"), "{e}");
+    assert!(
+        e.starts_with("slot map from upstream: slot 100 is owned by both"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -80,13 +83,19 @@ fn server_sends_each_new_version_once_and_keepalives_when_quiet() {
     let t0 = Instant::now();
     let ka = Duration::from_secs(1);
     let mut s = ControlServer::new(ka, t0);
-    assert!(s.on_map(None, t0).is_empty(), "nothing to send before a map");
+    assert!(
+        s.on_map(None, t0).is_empty(),
+        "nothing to send before a map"
+    );
     let m1 = three(1);
     assert_eq!(
         s.on_map(Some(&m1), t0),
         vec![Action::Send(ControlFrame::SlotMap(m1.clone()))]
     );
-    assert!(s.on_map(Some(&m1), t0).is_empty(), "same version: not again");
+    assert!(
+        s.on_map(Some(&m1), t0).is_empty(),
+        "same version: not again"
+    );
     assert!(s.on_tick(t0 + Duration::from_millis(999)).is_empty());
     assert_eq!(
         s.on_tick(t0 + ka),
@@ -156,7 +165,10 @@ fn client_gives_up_on_a_silent_stream_and_any_frame_resets_the_timer() {
     let idle = Duration::from_secs(10);
     let mut c = ControlClient::new(idle, t0);
     assert!(c.on_tick(t0 + Duration::from_secs(9)).is_empty());
-    c.on_frame(ControlFrame::Keepalive { version: 0 }, t0 + Duration::from_secs(9));
+    c.on_frame(
+        ControlFrame::Keepalive { version: 0 },
+        t0 + Duration::from_secs(9),
+    );
     assert!(c.on_tick(t0 + Duration::from_secs(18)).is_empty());
     assert_eq!(
         c.on_tick(t0 + Duration::from_secs(19)),
