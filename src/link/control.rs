@@ -317,7 +317,7 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, frame: &ControlFrame) -> Result<
 }
 
 /// Upstream shell: serves the control stream after its Hello, sending `maps` as it changes,
-/// until the peer goes, a protocol error, or shutdown (then `Ok`).
+/// until the peer finishes the stream or shutdown (`Ok`), or an error.
 pub async fn serve<R, W>(
     recv: R,
     mut send_half: W,
@@ -353,7 +353,12 @@ where
                 let m = maps.borrow_and_update().clone();
                 sm.on_map(m.as_ref(), Instant::now())
             }
-            f = reader.next() => sm.on_frame(f?),
+            f = reader.next() => match f {
+                Ok(f) => sm.on_frame(f),
+                // The downstream went away: the stream's work is over.
+                Err(ControlError::Closed) => return Ok(()),
+                Err(e) => return Err(e),
+            },
             _ = tokio::time::sleep_until(deadline) => sm.on_tick(Instant::now()),
             _ = shutdown.changed() => return Ok(()),
         };

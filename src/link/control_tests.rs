@@ -183,16 +183,24 @@ async fn shells_carry_maps_over_a_duplex_and_the_server_sees_acks() {
     let (down_r, down_w) = tokio::io::split(down_side);
     let (map_tx, map_rx) = watch::channel(Some(three(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_client_tx, stop_client_rx) = watch::channel(false);
     let server = tokio::spawn(serve(
         up_r,
         up_w,
         map_rx,
         Duration::from_millis(50),
-        stop_rx.clone(),
+        stop_rx,
     ));
     let (applied_tx, mut applied_rx) = watch::channel(None);
     let client = tokio::spawn(async move {
-        follow(down_r, down_w, &applied_tx, Duration::from_secs(5), stop_rx).await
+        follow(
+            down_r,
+            down_w,
+            &applied_tx,
+            Duration::from_secs(5),
+            stop_client_rx,
+        )
+        .await
     });
     let wait_for = |rx: &mut watch::Receiver<Option<SlotMap>>, v: u64| {
         let mut rx = rx.clone();
@@ -211,11 +219,11 @@ async fn shells_carry_maps_over_a_duplex_and_the_server_sees_acks() {
     let m2 = map(2, &[("s0", 0, 100), ("s9", 101, 16383)]);
     map_tx.send(Some(m2.clone())).unwrap();
     assert_eq!(wait_for(&mut applied_rx, 2).await, Some(m2));
-    // Keepalives (every 50 ms) keep the client's 5 s idle timer from firing; stop both.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    stop_tx.send(true).unwrap();
-    server.await.unwrap().unwrap();
+    // The client ends cleanly on shutdown, and the server when its downstream has gone.
+    stop_client_tx.send(true).unwrap();
     client.await.unwrap().unwrap();
+    server.await.unwrap().unwrap();
+    drop(stop_tx);
 }
 
 #[tokio::test]
