@@ -8,7 +8,7 @@
 //! - [`upstream`]: the replica side towards a Redis master.
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
-//! - [`cluster`]: Redis Cluster hash slots and the slot map (lanes → slots).
+//! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`app`]: wires everything together with one shutdown path.
 
