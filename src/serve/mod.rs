@@ -3,6 +3,8 @@
 
 pub mod agent;
 pub mod clients;
+pub mod cluster;
+pub mod cluster_port;
 pub mod commands;
 pub mod feed;
 pub mod info;
