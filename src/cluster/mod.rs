@@ -6,6 +6,10 @@
 //! - [`topology`]: pure parsers of `CLUSTER SHARDS`, `CLUSTER NODES`, `CLUSTER INFO` and
 //!   `INFO replication` into shards (site side, no I/O).
 
+pub mod discover;
+pub mod lane;
+pub mod registry;
+pub mod run;
 pub mod slot;
 pub mod slotmap;
 pub mod slotmap_codec;
