@@ -80,7 +80,9 @@ async fn read_topology(
     tls: Option<&Connector>,
 ) -> Result<(Topology, bool), Result<String, TopologyError>> {
     let mut conn = open(addr, cfg, tls).await.map_err(Ok)?;
-    let reply = call(&mut conn, &[b"CLUSTER", b"SHARDS"]).await.map_err(Ok)?;
+    let reply = call(&mut conn, &[b"CLUSTER", b"SHARDS"])
+        .await
+        .map_err(Ok)?;
     let topo = match topology::parse_shards(&reply) {
         Ok(t) => t,
         Err(TopologyError::ShardsUnsupported(_)) => {

@@ -171,9 +171,10 @@ pub fn assign(
             }
         }
     }
-    // New shards: only those with a healthy master (a failed master listed alone is not one).
+    // New shards: only those with a healthy master that owns slots and says it is a master
+    // (a failed master listed alone, or a node still joining as a replica, is not one).
     for (si, s) in seen.iter().enumerate() {
-        if shard_taken[si] {
+        if shard_taken[si] || s.shard.slots.is_empty() || s.repl.is_none() {
             continue;
         }
         let Some(master) = s.shard.master() else {

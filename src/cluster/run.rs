@@ -24,8 +24,6 @@ const LANE_POLL: Duration = Duration::from_millis(250);
 pub enum ClusterError {
     #[error("{0}")]
     Registry(#[from] registry::RegistryError),
-    #[error("{0}")]
-    NotCluster(DiscoverError),
 }
 
 /// The lanes as the rest of the agent sees them: for `/status`, metrics and the link.
@@ -68,12 +66,22 @@ pub struct ClusterCtx {
     pub slot_map: watch::Sender<SlotMap>,
 }
 
+/// [`run`], with its error logged (a task of the agent).
+pub async fn run_logged(ctx: ClusterCtx, shutdown: watch::Receiver<bool>) {
+    if let Err(e) = run(ctx, shutdown).await {
+        tracing::error!("cluster lanes stopped: {e}");
+    }
+}
+
 /// Runs the cluster side until `shutdown` flips; then stops every lane (final fsyncs).
 pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result<(), ClusterError> {
     let Some(cl) = ctx.cfg.cluster.clone() else {
         return Ok(());
     };
-    let ports = ctx.cfg.shard_ports.unwrap_or(PortRange { first: 0, last: 0 });
+    let ports = ctx
+        .cfg
+        .shard_ports
+        .unwrap_or(PortRange { first: 0, last: 0 });
     let dir = ctx.cfg.data_dir.join("lanes");
     let d = dir.clone();
     let mut reg = tokio::task::spawn_blocking(move || Registry::load(&d))
@@ -116,8 +124,12 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
                     }
                 }
             }
-            Err(DiscoverError::NotCluster(e)) if reg.lanes.is_empty() => {
-                return Err(ClusterError::NotCluster(DiscoverError::NotCluster(e)));
+            Err(e @ DiscoverError::NotCluster(_)) => {
+                let msg = e.to_string();
+                if last_warning != msg {
+                    tracing::error!("upstream.cluster: {msg}");
+                    last_warning = msg;
+                }
             }
             Err(e) => warn_once(&mut last_warning, e.to_string()),
         }
@@ -232,13 +244,20 @@ async fn apply(
                     v.state = match &addr {
                         Some(_) if lane.metrics.upstream_connected.get() == 1 => "streaming".into(),
                         Some(_) => "connecting".into(),
-                        None => "waiting: the shard's master is gone and no replica has replaced it yet".into(),
+                        None => {
+                            "waiting: the shard's master is gone and no replica has replaced it yet"
+                                .into()
+                        }
                     };
                 });
             }
             None if a.gone.contains(&li) && d.state_ok => {
                 let head = lane.log.status().head;
-                let drained = lane.replicas.snapshot().iter().all(|r| r.ack_offset >= head);
+                let drained = lane
+                    .replicas
+                    .snapshot()
+                    .iter()
+                    .all(|r| r.ack_offset >= head);
                 lane.follow(None);
                 if drained {
                     tracing::info!(lane = %rec.name, "the lane's shard left the cluster and its replicas drained it: lane retired");
