@@ -130,6 +130,7 @@ impl Lane {
             connections: Arc::default(),
             upstream: format!("cluster lane {}", rec.name),
             shutdown: stop_rx.clone(),
+            port: Arc::default(),
         };
         let up_ctx = UpstreamCtx {
             cfg: cfg.upstream.clone(),

@@ -116,14 +116,26 @@ impl Cluster {
             .collect()
     }
 
+    /// A healthy replica of the master on `master_port`, once gossip shows one (60 s limit).
     pub fn replica_of(&self, master_port: u16) -> u16 {
-        let roles = self.roles();
-        let id = &roles.iter().find(|r| r.1 == master_port).expect("master").0;
-        roles
-            .iter()
-            .find(|r| r.2.as_deref() == Some(id.as_str()) && !r.3)
-            .expect("a replica")
-            .1
+        let mut found = None;
+        wait_until(
+            Duration::from_secs(60),
+            "the master's replica listed",
+            || {
+                let roles = self.roles();
+                let id = roles
+                    .iter()
+                    .find(|r| r.1 == master_port)
+                    .map(|r| r.0.clone());
+                found = roles
+                    .iter()
+                    .find(|r| id.is_some() && r.2 == id && !r.3)
+                    .map(|r| r.1);
+                found.is_some()
+            },
+        );
+        found.unwrap_or_default()
     }
 
     pub fn id_of(&self, port: u16) -> String {
@@ -168,10 +180,10 @@ impl ClusterClient {
     }
 
     fn conn(&mut self, port: u16) -> Option<&mut Client> {
-        if !self.conns.contains_key(&port) {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.conns.entry(port) {
             let c = Client::try_connect(port)?;
             let _ = c.raw().set_read_timeout(Some(Duration::from_secs(5)));
-            self.conns.insert(port, c);
+            e.insert(c);
         }
         self.conns.get_mut(&port)
     }
