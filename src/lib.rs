@@ -8,11 +8,13 @@
 //! - [`upstream`]: the replica side towards a Redis master.
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
+//! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`app`]: wires everything together with one shutdown path.
 
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod failpoint;
 pub mod link;
