@@ -194,7 +194,7 @@ impl RdbDecoder {
     }
 }
 
-fn step(st: &mut State, c: &mut Cursor) -> Res<Step> {
+fn step(st: &mut State, c: &mut Cursor<'_>) -> Res<Step> {
     let Some(header) = st.header else {
         let head = c.take(9)?;
         let h = parse_header(head).map_err(|e| ObjectError::Header(e.to_string()))?;
@@ -317,7 +317,7 @@ fn in_key(e: ObjectError, key: &[u8], at: u64) -> ObjectError {
 }
 
 /// Skips a module value in its annotated form (`rdbLoadCheckModuleValue`).
-fn skip_module_value(c: &mut Cursor) -> Res<()> {
+fn skip_module_value(c: &mut Cursor<'_>) -> Res<()> {
     loop {
         match c.len()? {
             0 => return Ok(()),

@@ -10,7 +10,7 @@ use super::{
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAMEFIELDS: i64 = 2;
 
-pub(crate) fn decode(c: &mut Cursor, t: u8) -> Res<Stream> {
+pub(crate) fn decode(c: &mut Cursor<'_>, t: u8) -> Res<Stream> {
     let mut s = Stream::default();
     let nodes = c.count(2)?;
     for _ in 0..nodes {
@@ -95,7 +95,7 @@ fn corrupt(offset: u64, what: String) -> Short {
     })
 }
 
-fn id(c: &mut Cursor) -> Res<StreamId> {
+fn id(c: &mut Cursor<'_>) -> Res<StreamId> {
     Ok(StreamId {
         ms: c.len()?,
         seq: c.len()?,

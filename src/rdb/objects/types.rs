@@ -42,8 +42,8 @@ pub(crate) fn is_object_type(t: u8, flavor: RdbFlavor) -> bool {
 }
 
 /// Decodes the object that follows the key. `key` only names errors.
-pub(crate) fn decode(c: &mut Cursor, t: u8, flavor: RdbFlavor, key: &[u8]) -> Res<Value> {
-    let blob = |c: &mut Cursor| -> Res<(u64, Vec<u8>)> {
+pub(crate) fn decode(c: &mut Cursor<'_>, t: u8, flavor: RdbFlavor, key: &[u8]) -> Res<Value> {
+    let blob = |c: &mut Cursor<'_>| -> Res<(u64, Vec<u8>)> {
         let at = c.offset();
         Ok((at, c.string()?))
     };
