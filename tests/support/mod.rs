@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod logfiles;
 pub mod prom;
 pub mod servers;
 
@@ -151,7 +152,7 @@ impl Redis {
                 panic!(
                     "{} ({binary}) exited with {status}; log:\n{}",
                     kind.name(),
-                    r.log_text()
+                    std::fs::read_to_string(r.dir.path().join("redis.log")).unwrap_or_default()
                 );
             }
             if start.elapsed() > Duration::from_secs(10) {
@@ -184,8 +185,10 @@ impl Redis {
         self.client().cmd_str(&["DEBUG", "DIGEST"])
     }
 
+    /// The server's log; an unreadable log fails the test (absence checks rely on it).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+        let path = self.dir.path().join("redis.log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 }
 
@@ -195,12 +198,24 @@ impl Drop for Redis {
     }
 }
 
+/// `INFO section` field value; panics (failing the test) when the server does not report the
+/// field, so two missing fields never compare equal.
 pub fn info_field(c: &mut Client, section: &str, field: &str) -> String {
     let text = c.cmd_str(&["INFO", section]);
+    info_line(&text, field)
+        .unwrap_or_else(|| panic!("INFO {section} has no field {field:?}:\n{text}"))
+}
+
+/// `INFO section` field value, `None` while the server does not report it (e.g. `slave0`
+/// before a replica registers).
+pub fn try_info_field(c: &mut Client, section: &str, field: &str) -> Option<String> {
+    info_line(&c.cmd_str(&["INFO", section]), field)
+}
+
+fn info_line(text: &str, field: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .map(|v| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// A blocking RESP client for tests.
@@ -489,19 +504,57 @@ impl Agent {
         c.wait().ok()
     }
 
+    /// The agent's log; an unreadable log fails the test (absence checks rely on it).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        let path = self.log_path();
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
+    /// The `/metrics` text, or why it could not be scraped.
+    pub fn try_metrics(&self) -> Result<String, MetricsError> {
+        scrape(self.admin_port)
+    }
+
+    /// The `/metrics` text; a failed scrape fails the test.
     pub fn metrics(&self) -> String {
-        http_get(self.admin_port, "/metrics")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
+        self.try_metrics().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`.
+    /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`, or an
+    /// error when the scrape fails or the agent exports no family `name`.
+    pub fn try_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64, MetricsError> {
+        metric_value(&self.try_metrics()?, name, labels)
+    }
+
+    /// [`Agent::try_metric`]; an error fails the test (a dead agent or a renamed metric never
+    /// reads as 0).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric_value(&self.metrics(), name, labels)
+        self.try_metric(name, labels)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until `ok` holds for [`Agent::try_metric`]; a failed read counts as "not yet" and
+    /// the last value or error is in the failure message.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        limit: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let start = Instant::now();
+        loop {
+            let got = self.try_metric(name, labels);
+            match got {
+                Ok(v) if ok(v) => return v,
+                _ if start.elapsed() > limit => {
+                    panic!(
+                        "timed out after {limit:?} waiting on {name}{labels:?}: last read {got:?}"
+                    )
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     pub fn addr(&self) -> String {
@@ -516,7 +569,10 @@ impl Drop for Agent {
             eprintln!(
                 "--- agent log ({}) ---\n{}",
                 self.log_path().display(),
-                tail(&self.log_text(), 60)
+                tail(
+                    &std::fs::read_to_string(self.log_path()).unwrap_or_default(),
+                    60
+                )
             );
         }
     }
@@ -527,19 +583,85 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
+/// Why a metric could not be read: the scrape failed, or the value is not there to read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("scraping /metrics on 127.0.0.1:{port} failed: {why}")]
+    Scrape { port: u16, why: String },
+    #[error("/metrics has no metric family {0:?}")]
+    NoFamily(String),
+    #[error("metric family {name:?} has no label {label:?} (its samples: {samples:?})")]
+    NoLabel {
+        name: String,
+        label: String,
+        samples: Vec<String>,
+    },
+}
+
+/// GETs `/metrics` from the admin port: the body of a 200, else an error.
+pub fn scrape(port: u16) -> Result<String, MetricsError> {
+    let fail = |why: String| MetricsError::Scrape { port, why };
+    match http_get(port, "/metrics") {
+        None => Err(fail("no HTTP answer".into())),
+        Some((200, body)) => Ok(body),
+        Some((code, _)) => Err(fail(format!("HTTP {code}"))),
+    }
+}
+
+/// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`. The family
+/// must be in `text` (a `# TYPE` line or a sample), and every label key asked for must be one
+/// of its labels, so a renamed metric or label is an error, not 0. A label *value* that no
+/// sample has yet sums to 0 (a counter not yet incremented for it).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Result<f64, MetricsError> {
+    let samples: Vec<(Vec<(&str, &str)>, f64)> = text
+        .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .filter_map(|l| parse_sample(l).filter(|(n, _, _)| *n == name))
+        .map(|(_, labels, value)| (labels, value))
+        .collect();
+    let declared = text.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|t| t.split(' ').next())
+            .is_some_and(|family| family == name)
+    });
+    if samples.is_empty() && !declared {
+        return Err(MetricsError::NoFamily(name.to_string()));
+    }
+    for (k, _) in labels {
+        if !samples
+            .iter()
+            .any(|(ls, _)| ls.iter().any(|(lk, _)| lk == k))
+        {
+            return Err(MetricsError::NoLabel {
+                name: name.to_string(),
+                label: k.to_string(),
+                samples: samples.iter().map(|s| format!("{s:?}")).collect(),
+            });
+        }
+    }
+    Ok(samples
+        .iter()
+        .filter(|(ls, _)| labels.iter().all(|want| ls.contains(want)))
+        .map(|(_, v)| v)
+        .sum())
+}
+
+/// One exposition line `name{k="v",…} value` → (name, labels, value); `None` if malformed.
+fn parse_sample(line: &str) -> Option<(&str, Vec<(&str, &str)>, f64)> {
+    let (head, value) = line.rsplit_once(' ')?;
+    let value = value.parse().ok()?;
+    let Some((name, rest)) = head.split_once('{') else {
+        return Some((head, Vec::new(), value));
+    };
+    let mut labels = Vec::new();
+    let mut rest = rest.strip_suffix('}')?;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once("=\"")?;
+        let (v, after) = after.split_once('"')?;
+        labels.push((k, v));
+        rest = after.strip_prefix(',').unwrap_or(after);
+    }
+    Some((name, labels, value))
 }
 
 /// A minimal HTTP GET on 127.0.0.1: (status code, body).
