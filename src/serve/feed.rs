@@ -298,7 +298,7 @@ async fn check_rdb_version(
     let release = match announced {
         Some(r) => Some(r),
         None if conn.announced_port => {
-            rdbcheck::probe(&conn.ip, conn.port, ctx.requirepass.as_deref()).await
+            rdbcheck::probe(conn.peer.ip(), conn.port).await
         }
         None => None,
     };
