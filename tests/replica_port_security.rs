@@ -37,7 +37,9 @@ fn an_announced_ip_address_gets_no_connection_and_no_password() {
         "[serve]\nrequirepass = \"s3cret-pw\"\n",
     ));
     write_mixed(master.port, 0, 1_000, "p");
-    agent.wait_metric("georelay_upstream_full_syncs_total", &[], LONG, |v| v >= 1.0);
+    agent.wait_metric("georelay_upstream_full_syncs_total", &[], LONG, |v| {
+        v >= 1.0
+    });
 
     let (decoy, real, port) = decoy_and_real();
     decoy.set_nonblocking(true).expect("nonblocking decoy");
@@ -89,7 +91,11 @@ fn an_announced_ip_address_gets_no_connection_and_no_password() {
     let mut chunk = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("+FULLRESYNC") {
         let n = sock.read(&mut chunk).expect("the PSYNC reply");
-        assert!(n > 0, "the agent closed instead of syncing: {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the agent closed instead of syncing: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&chunk[..n]);
     }
     // The announced address never saw a connection.

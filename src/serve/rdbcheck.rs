@@ -167,7 +167,9 @@ pub fn parse_info_server(text: &str) -> Option<Release> {
 /// answer in time, or answers something else.
 pub async fn probe(peer_ip: IpAddr, port: u16) -> Option<Release> {
     let work = async {
-        let mut sock = TcpStream::connect(SocketAddr::new(peer_ip, port)).await.ok()?;
+        let mut sock = TcpStream::connect(SocketAddr::new(peer_ip, port))
+            .await
+            .ok()?;
         sock.write_all(&resp::command(&[b"INFO", b"server"]))
             .await
             .ok()?;
@@ -326,13 +328,19 @@ mod tests {
         let release = probe(IpAddr::from([127, 0, 0, 1]), port).await;
         assert_eq!(release, Some(rel("6.2.14", false)));
         let (only_info, got) = server.await.unwrap();
-        assert!(only_info, "the probe sent {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            only_info,
+            "the probe sent {:?}",
+            String::from_utf8_lossy(&got)
+        );
         // A server that wants AUTH first: the release stays unknown.
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
-            s.write_all(b"-NOAUTH Authentication required.\r\n").await.unwrap();
+            s.write_all(b"-NOAUTH Authentication required.\r\n")
+                .await
+                .unwrap();
             let _ = s.read(&mut [0u8; 64]).await;
         });
         assert_eq!(probe(IpAddr::from([127, 0, 0, 1]), port).await, None);

@@ -613,7 +613,7 @@ pub fn scrape(port: u16) -> Result<String, MetricsError> {
 /// of its labels, so a renamed metric or label is an error, not 0. A label *value* that no
 /// sample has yet sums to 0 (a counter not yet incremented for it).
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Result<f64, MetricsError> {
-    let samples: Vec<(Vec<(&str, &str)>, f64)> = text
+    let samples: Vec<(Labels<'_>, f64)> = text
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| parse_sample(l).filter(|(n, _, _)| *n == name))
@@ -646,8 +646,11 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Result<f
         .sum())
 }
 
+/// A sample's labels, as `(key, value)` pairs in exposition order.
+type Labels<'a> = Vec<(&'a str, &'a str)>;
+
 /// One exposition line `name{k="v",…} value` → (name, labels, value); `None` if malformed.
-fn parse_sample(line: &str) -> Option<(&str, Vec<(&str, &str)>, f64)> {
+fn parse_sample(line: &str) -> Option<(&str, Labels<'_>, f64)> {
     let (head, value) = line.rsplit_once(' ')?;
     let value = value.parse().ok()?;
     let Some((name, rest)) = head.split_once('{') else {
