@@ -38,7 +38,7 @@ pub struct Opts {
     #[arg(long, default_value = "0,1,5")]
     pub losses: String,
     /// Stream MB written for the lossy-WAN burst and outage backlog (more than a window carries).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 400)]
     pub lossy_mb: u64,
     /// Seconds over which lossy-WAN rates are measured.
     #[arg(long, default_value_t = 3.0)]
@@ -67,7 +67,6 @@ pub struct Opts {
 impl Opts {
     /// The value of `--set KEY=VALUE` for `key`, or `default`; a value that does not parse is an
     /// error naming the key.
-    #[allow(dead_code)] // for scenario files with their own sizes
     pub fn param<T: FromStr>(&self, key: &str, default: T) -> Result<T>
     where
         T::Err: std::fmt::Display,
