@@ -2,35 +2,23 @@
 //! small blocking RESP client, metrics scraping, and waiting on conditions with deadlines.
 #![allow(dead_code)]
 
+pub mod devkit;
 pub mod load;
 pub mod logfiles;
-pub mod metrics;
 pub mod prom;
 pub mod servers;
 
-pub use metrics::{metric_value, scrape, MetricsError};
+pub use devkit::{free_port, free_udp_port, http_get, metric_value, scrape, MetricsError};
 pub use servers::ServerKind;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use georelay::resp::{self, Frame, Limits};
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A free UDP port on 127.0.0.1 (bound then released).
-pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local addr").port()
-}
 
 /// A test PKI: a CA and a certificate per node in a temp dir.
 pub struct Pki {
@@ -583,25 +571,6 @@ impl Drop for Agent {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A minimal HTTP GET on 127.0.0.1: (status code, body).
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
 }
 
 /// A Redis 7.0 replica of `master_addr` (another process), with `masterauth` if given.

@@ -1,8 +1,43 @@
-//! Reading an agent's Prometheus `/metrics`: a scrape that fails is an error, and so is a
-//! metric family or label key that is not there, so no check reads a dead agent or a renamed
-//! metric as 0.
+//! Dev-only helpers shared by the integration tests (`tests/support`) and the bench
+//! (`bench/`), included by path in both so there is one copy: free loopback ports, a minimal
+//! HTTP GET, and `/metrics` reads where a failed scrape or a missing metric family or label
+//! is an error, never a plausible 0.
+#![allow(dead_code)]
 
-use super::http_get;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A free UDP port on 127.0.0.1 (bound then released).
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
+/// A minimal HTTP GET on 127.0.0.1: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
 
 /// Why a metric could not be read: the scrape failed, or the value is not there to read.
 #[derive(Debug, thiserror::Error)]
