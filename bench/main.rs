@@ -18,6 +18,8 @@
 //! - `report.rs`: the machine facts, the Markdown tables and the JSON.
 
 mod client;
+#[path = "../tests/support/devkit.rs"]
+mod devkit;
 mod harness;
 mod load;
 mod opts;
@@ -90,6 +92,8 @@ fn main() -> Result<()> {
         eprintln!("== {} took {:.0} s", sc.name, t.elapsed().as_secs_f64());
     }
     m.insert("loadavg_end", report::sh("cat /proc/loadavg"));
+    let ran: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    report::carry_over(&mut res, &o, &ran)?;
     report::write(&res, &m, &o, wall0.elapsed().as_secs_f64())?;
     let _ = std::fs::remove_dir_all(&o.work);
     Ok(())

@@ -61,11 +61,13 @@ pub struct Metrics {
     pub served_refusals: IntCounterVec,
     pub connected_replicas: IntGauge,
     pub replica_ack_offset: IntGaugeVec,
+    pub replica_fsync_offset: IntGaugeVec,
     pub replica_lag_bytes: IntGaugeVec,
     pub replica_lag_seconds: GaugeVec,
     pub replicas_dropped: IntCounterVec,
     pub connected_agents: IntGauge,
     pub downstream_agent_ack_offset: IntGaugeVec,
+    pub downstream_agent_fsync_offset: IntGaugeVec,
     pub downstream_agent_lag_bytes: IntGaugeVec,
     pub downstream_agent_lag_seconds: GaugeVec,
     pub link_bytes: IntCounterVec,
@@ -300,6 +302,12 @@ impl Metrics {
                 "Last offset acknowledged by a served Redis replica.",
                 &["replica"],
             )?,
+            replica_fsync_offset: gauge_vec(
+                &r,
+                "georelay_replica_fsync_offset",
+                "Last offset a served Redis replica acknowledged as fsynced (REPLCONF ACK … FACK; Redis 7.2+/Valkey with appendonly).",
+                &["replica"],
+            )?,
             replica_lag_bytes: gauge_vec(
                 &r,
                 "georelay_replica_lag_bytes",
@@ -314,6 +322,7 @@ impl Metrics {
             )?,
             connected_agents: gauge(&r, "georelay_connected_agents", "Downstream agents connected over QUIC.")?,
             downstream_agent_ack_offset: gauge_vec(&r, "georelay_downstream_agent_ack_offset", "Durable offset acknowledged by a downstream agent.", &["peer"])?,
+            downstream_agent_fsync_offset: gauge_vec(&r, "georelay_downstream_agent_fsync_offset", "Offset a downstream agent acknowledged as fsynced in its log.", &["peer"])?,
             downstream_agent_lag_bytes: gauge_vec(&r, "georelay_downstream_agent_lag_bytes", "Log head minus the downstream agent's acknowledged offset.", &["peer"])?,
             link_bytes: counter_vec(&r, "georelay_link_bytes_total", "UDP bytes on the QUIC link to/from a peer agent (after compression, with QUIC overhead).", &["peer", "direction"])?,
             link_stream_bytes: counter_vec(&r, "georelay_link_stream_bytes_total", "Replication stream bytes carried on the link to/from a peer agent, before compression.", &["peer", "direction"])?,
@@ -337,7 +346,29 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.init_known_labels();
         Ok(Arc::new(m))
+    }
+
+    /// Exports the counters with known label values at 0 from the start, so "no full sync
+    /// yet" reads as a 0 sample rather than an absent family (and a query or test that
+    /// misspells a name finds nothing instead of a plausible 0).
+    fn init_known_labels(&self) {
+        for reason in ["first_sync", "new_epoch"] {
+            self.upstream_full_syncs.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            self.snapshot_refreshes.with_label_values(&[result]);
+        }
+        for kind in ["redis", "agent"] {
+            self.served_full_syncs
+                .with_label_values(&[kind, "first_sync"]);
+            self.served_partial_syncs.with_label_values(&[kind]);
+            self.served_refusals.with_label_values(&[kind, "tls"]);
+        }
+        for reason in ["slow", "timeout"] {
+            self.replicas_dropped.with_label_values(&[reason]);
+        }
     }
 
     /// Refreshes the gauges that mirror the log's state.
