@@ -134,6 +134,10 @@ async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServe
         .metrics
         .downstream_agent_lag_seconds
         .remove_label_values(&[&name]);
+    let _ = ctx
+        .metrics
+        .downstream_agent_fsync_offset
+        .remove_label_values(&[&name]);
 }
 
 async fn session(
@@ -242,6 +246,10 @@ async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
                     &ctx.log,
                     durable,
                 );
+                // Agents acknowledge only what is fsynced in their log.
+                m.downstream_agent_fsync_offset
+                    .with_label_values(&[name])
+                    .set(i64::try_from(durable).unwrap_or(i64::MAX));
             }
             Some(other) => {
                 return Err(AgentServeError::Protocol(format!(
