@@ -123,7 +123,15 @@ pub fn render(
         let (rerun, from) = match res.carried.get(sc) {
             Some((rerun, from)) => (rerun.clone(), format!("*{from}*\n\n")),
             None => (
-                format!("scripts/bench.sh --only {sc} --runs {}", o.runs),
+                format!(
+                    "scripts/bench.sh --only {sc} --runs {}{}",
+                    o.runs,
+                    o.set
+                        .iter()
+                        .filter(|kv| kv.starts_with(&format!("{sc}.")))
+                        .map(|kv| format!(" --set {kv}"))
+                        .collect::<String>()
+                ),
                 contention
                     .as_ref()
                     .map(|c| format!("*{c}*\n\n"))
