@@ -158,7 +158,11 @@ impl Cluster {
             .map(|n| {
                 (
                     n.port,
-                    n.info_field("stats", "sync_full").parse().unwrap_or(0),
+                    n.info_field("stats", "sync_full")
+                        .parse()
+                        .unwrap_or_else(|e| {
+                            panic!("node {}: sync_full is not a number: {e}", n.port)
+                        }),
                 )
             })
             .collect()
