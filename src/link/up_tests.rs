@@ -101,21 +101,22 @@ fn hello_is_checked() {
 #[test]
 fn continue_resumes_at_the_offset_asked_and_names_the_current_replid() {
     let mut u = up(Compression::None);
-    u.on_hello(Some(hello(Some(A), 1001, None))).unwrap();
-    assert_eq!(u.psync_args(), Some((A, 1001)));
+    u.on_hello(Some(hello(Some(A), 1995, None))).unwrap();
+    assert_eq!(u.psync_args(), Some((A, 1995)));
     let history = [h(A, 1), h(B, 2000)];
     let f = u.on_decision(&PsyncDecision::Continue { replid: B.into() }, 3, &history);
     assert_eq!(
         f,
         Some(Frame::Continue {
             replid: B.into(),
-            offset: 1001
+            offset: 1995
         })
     );
     // The downstream still holds A: the switch to B goes out exactly at 2000.
     let frames = u
         .log_frames(
-            vec![piece(1001, b"", 1), piece(1995, b"0123456789", 2)],
+            // Two consecutive small pieces are joined, then cut at the switch.
+            vec![piece(1995, b"01234", 1), piece(2000, b"56789", 2)],
             &history,
         )
         .unwrap();
