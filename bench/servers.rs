@@ -132,6 +132,19 @@ impl Agent {
         link: &str,
         log: &str,
     ) -> Result<Agent> {
+        Agent::start_with(env, node, up, listen_agent, link, log, "")
+    }
+
+    /// [`Agent::start`] with extra `[upstream]` lines (e.g. `ack = "remote"`).
+    pub fn start_with(
+        env: &Env,
+        node: &str,
+        up: Up,
+        listen_agent: bool,
+        link: &str,
+        log: &str,
+        upstream: &str,
+    ) -> Result<Agent> {
         let dir = env.dir(node);
         let admin = free_port();
         let redis_port = free_port();
@@ -144,6 +157,9 @@ impl Agent {
         match up {
             Up::Redis(p) => t.push_str(&format!("redis = \"127.0.0.1:{p}\"\n")),
             Up::Agent(p) => t.push_str(&format!("agent = \"127.0.0.1:{p}\"\n")),
+        }
+        if !upstream.is_empty() {
+            t.push_str(&format!("{upstream}\n"));
         }
         t.push_str(&format!(
             "[listen]\nredis = \"127.0.0.1:{redis_port}\"\nadmin = \"127.0.0.1:{admin}\"\n"
