@@ -217,6 +217,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let (tls, server_name) = link::validate_tls(raw.tls, quic, base, &mut problems);
     let link = link::validate_link(raw.link, &mut problems);
     let target = target::validate_target(raw.target, base, &mut problems);
+    if let Some(t) = &target {
+        target::check_against_upstream(t, &upstream.redis.redis, cluster.is_some(), &mut problems);
+    }
 
     if upstream.ack == AckPolicy::Remote && listen.agent.is_none() {
         problems.bad(

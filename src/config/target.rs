@@ -74,7 +74,10 @@ pub(super) fn validate_target(
     let raw = raw?;
     let endpoint = match (raw.redis, raw.cluster) {
         (Some(_), Some(_)) => {
-            problems.bad("target.cluster", "set either target.redis or target.cluster, not both");
+            problems.bad(
+                "target.cluster",
+                "set either target.redis or target.cluster, not both",
+            );
             TargetEndpoint::Redis(String::new())
         }
         (Some(addr), None) => {
@@ -102,7 +105,10 @@ pub(super) fn validate_target(
     };
     let password = match (raw.password, raw.password_file) {
         (Some(_), Some(_)) => {
-            problems.bad("target.password_file", "set either target.password or target.password_file, not both");
+            problems.bad(
+                "target.password_file",
+                "set either target.password or target.password_file, not both",
+            );
             None
         }
         (Some(p), None) => Some(p),
@@ -111,7 +117,10 @@ pub(super) fn validate_target(
             match std::fs::read_to_string(&f) {
                 Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
                 Err(e) => {
-                    problems.bad("target.password_file", format!("cannot read {}: {e}", f.display()));
+                    problems.bad(
+                        "target.password_file",
+                        format!("cannot read {}: {e}", f.display()),
+                    );
                     None
                 }
             }
@@ -119,7 +128,10 @@ pub(super) fn validate_target(
         (None, None) => None,
     };
     if raw.username.is_some() && password.is_none() {
-        problems.bad("target.username", "needs target.password or target.password_file");
+        problems.bad(
+            "target.username",
+            "needs target.password or target.password_file",
+        );
     }
     let mut databases = BTreeMap::new();
     for (from, to) in raw.databases.unwrap_or_default() {
@@ -127,7 +139,10 @@ pub(super) fn validate_target(
             Ok(n) => {
                 databases.insert(n, to);
             }
-            Err(_) => problems.bad("target.databases", format!("{from:?} is not a database number")),
+            Err(_) => problems.bad(
+                "target.databases",
+                format!("{from:?} is not a database number"),
+            ),
         }
     }
     if let TargetEndpoint::Cluster(_) = endpoint {
@@ -142,7 +157,10 @@ pub(super) fn validate_target(
         None | Some("stop") => OnUnknown::Stop,
         Some("skip") => OnUnknown::Skip,
         Some(other) => {
-            problems.bad("target.on_unknown", format!("{other:?} must be stop or skip"));
+            problems.bad(
+                "target.on_unknown",
+                format!("{other:?} must be stop or skip"),
+            );
             OnUnknown::Stop
         }
     };
@@ -154,7 +172,10 @@ pub(super) fn validate_target(
         let cert = problems.readable("target.tls_cert", base, raw.tls_cert);
         let key = problems.readable("target.tls_key", base, raw.tls_key);
         if cert.is_some() != key.is_some() {
-            problems.bad("target.tls_key", "set both target.tls_cert and target.tls_key, or neither");
+            problems.bad(
+                "target.tls_key",
+                "set both target.tls_cert and target.tls_key, or neither",
+            );
         }
         let first = match &endpoint {
             TargetEndpoint::Redis(a) => a.clone(),
@@ -178,13 +199,42 @@ pub(super) fn validate_target(
     })
 }
 
+/// The checks between `[target]` and `[upstream]`: apply mode writes one stream (a
+/// standalone upstream, or an upstream agent), and never into the origin itself.
+pub(super) fn check_against_upstream(
+    t: &TargetConfig,
+    upstream_redis: &str,
+    upstream_cluster: bool,
+    problems: &mut Problems,
+) {
+    if upstream_cluster {
+        problems.bad(
+            "target",
+            "apply mode with upstream.cluster (one applier per lane) is not supported yet; apply from a standalone upstream or from an agent",
+        );
+    }
+    let same = match &t.endpoint {
+        TargetEndpoint::Redis(a) => a == upstream_redis,
+        TargetEndpoint::Cluster(seeds) => seeds.iter().any(|s| s == upstream_redis),
+    };
+    if same && !upstream_redis.is_empty() {
+        problems.bad(
+            "target.redis",
+            format!(
+                "{upstream_redis:?} is upstream.redis itself; the target must be another server"
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::{Config, ConfigError, OnUnknown, TargetEndpoint};
     use std::path::Path;
 
     fn parse(target: &str) -> Result<Config, ConfigError> {
-        let text = format!("data_dir = \"d\"\n[upstream]\nredis = \"127.0.0.1:6379\"\n[target]\n{target}");
+        let text =
+            format!("data_dir = \"d\"\n[upstream]\nredis = \"127.0.0.1:6379\"\n[target]\n{target}");
         Config::parse(&text, Path::new("/etc/georelay/t.toml"))
     }
 
@@ -204,10 +254,13 @@ mod tests {
         assert_eq!(t.on_unknown, OnUnknown::Stop);
         assert_eq!(t.map_db(3), 3);
         assert!(parse("").is_err());
-        assert!(Config::parse("data_dir = \"d\"\n[upstream]\nredis = \"h:1\"\n", Path::new("/x"))
-            .unwrap()
-            .target
-            .is_none());
+        assert!(Config::parse(
+            "data_dir = \"d\"\n[upstream]\nredis = \"h:1\"\n",
+            Path::new("/x")
+        )
+        .unwrap()
+        .target
+        .is_none());
     }
 
     #[test]
@@ -234,12 +287,34 @@ mod tests {
         assert!(problems("redis = \"nope\"\n").contains("target.redis: \"nope\" is not host:port"));
         assert!(problems("redis = \"a:1\"\ncluster = [\"b:2\"]\n").contains("target.cluster"));
         assert!(problems("cluster = []\n").contains("target.cluster: needs at least one seed"));
-        assert!(problems("redis = \"a:1\"\non_unknown = \"ignore\"\n").contains("target.on_unknown"));
+        assert!(
+            problems("redis = \"a:1\"\non_unknown = \"ignore\"\n").contains("target.on_unknown")
+        );
         assert!(problems("redis = \"a:1\"\nusername = \"u\"\n").contains("target.username"));
         assert!(problems("redis = \"a:1\"\ndatabases = { x = 1 }\n").contains("target.databases"));
         assert!(problems("cluster = [\"a:1\"]\ndatabases = { \"1\" = 2 }\n")
             .contains("cluster target has database 0 only"));
         assert!(problems("redis = \"a:1\"\ntls = true\n").contains("target.tls_ca"));
-        assert!(matches!(parse("redis = \"a:1\"\nbogus = 1\n"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            parse("redis = \"a:1\"\nbogus = 1\n"),
+            Err(ConfigError::Syntax { .. })
+        ));
+        assert!(problems("redis = \"127.0.0.1:6379\"\n").contains("is upstream.redis itself"));
+        assert!(
+            problems("redis = \"a:1\"\npassword = \"p\"\npassword_file = \"f\"\n")
+                .contains("target.password_file: set either")
+        );
+        assert!(
+            problems("redis = \"a:1\"\npassword_file = \"/nonexistent/pw\"\n")
+                .contains("target.password_file: cannot read /nonexistent/pw")
+        );
+        let lanes = "data_dir = \"d\"\n[listen]\nshard_ports = \"7101-7103\"\n[upstream]\n\
+                     cluster = [\"a:1\"]\n[target]\nredis = \"t:1\"\n";
+        match Config::parse(lanes, Path::new("/x")) {
+            Err(ConfigError::Invalid(p)) => {
+                assert!(p.join("\n").contains("upstream.cluster"), "{p:?}")
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
     }
 }
