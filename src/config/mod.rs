@@ -18,12 +18,14 @@ mod listen;
 mod log;
 mod problems;
 mod serve;
+mod target;
 mod upstream;
 
 pub use cluster::{ClusterSettings, LanePart, PortRange, ReadFrom};
 pub use link::LinkSettings;
 pub use listen::{DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_REDIS};
 pub use log::LogSettings;
+pub use target::{OnUnknown, TargetConfig, TargetEndpoint};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,7 @@ struct RawConfig {
     tls: Option<link::RawTls>,
     #[serde(default)]
     link: link::RawLink,
+    target: Option<target::RawTarget>,
 }
 
 /// Where the agent's stream comes from.
@@ -130,6 +133,8 @@ pub struct Config {
     pub cluster: Option<ClusterSettings>,
     /// `listen.shard_ports`: one replica port per lane, in lane-creation order.
     pub shard_ports: Option<PortRange>,
+    /// `[target]`: apply mode (write the stream into a Redis as a client).
+    pub target: Option<TargetConfig>,
 }
 
 impl Config {
@@ -211,6 +216,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let quic = upstream.agent.is_some() || listen.agent.is_some();
     let (tls, server_name) = link::validate_tls(raw.tls, quic, base, &mut problems);
     let link = link::validate_link(raw.link, &mut problems);
+    let target = target::validate_target(raw.target, base, &mut problems);
+    if let Some(t) = &target {
+        target::check_against_upstream(t, &upstream.redis.redis, cluster.is_some(), &mut problems);
+    }
 
     if upstream.ack == AckPolicy::Remote && listen.agent.is_none() {
         problems.bad(
@@ -252,6 +261,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log,
         cluster,
         shard_ports,
+        target,
     })
 }
 
