@@ -2,6 +2,8 @@
 //! With `upstream.ack = "remote"`, `WAITAOF 0 1` returns 1 only once region B has fsynced the
 //! write, and with B's WAN cut both WAIT and WAITAOF time out with 0; with `ack = "durable"`
 //! the same cut leaves both at 1, because the site agent has the write (and fsynced it).
+//! Under `remote`, `WAIT 1` counts what B has *received*: with B never fsyncing, WAIT returns 1
+//! and WAITAOF 0.
 
 mod support;
 
@@ -50,7 +52,16 @@ struct Chain {
     _pki: Pki,
 }
 
-fn chain(ack: &str) -> Chain {
+/// Writes `key` and returns the origin's replication offset after it.
+fn write(c: &mut Client, key: &str) -> f64 {
+    c.cmd(&["SET", key, "v"]);
+    support::info_field(c, "replication", "master_repl_offset")
+        .parse()
+        .expect("offset")
+}
+
+/// Origin → site agent (`upstream.ack = ack`) → WAN → region B (`log.fsync = b_fsync`).
+fn chain(ack: &str, b_fsync: &str) -> Chain {
     let pki = Pki::new(&["site-a", "region-b"]);
     let origin = Redis::start_kind(ServerKind::Valkey91, &["--appendonly", "yes"]);
     let quic = free_udp_port();
@@ -62,7 +73,7 @@ fn chain(ack: &str) -> Chain {
     ));
     let wan = WanSimProc::start(quic, &[]);
     let region = Agent::start(&format!(
-        "{}[log]\nfsync = \"everysec\"\n",
+        "{}[log]\nfsync = \"{b_fsync}\"\n",
         agent_config_from_agent(
             "region-b",
             &wan.addr(),
@@ -89,13 +100,10 @@ fn chain(ack: &str) -> Chain {
 
 #[test]
 fn waitaof_with_remote_ack_means_fsynced_in_region_b() {
-    let ch = chain("remote");
+    let ch = chain("remote", "everysec");
     let mut c = ch.origin.client();
     for i in 0..20 {
-        c.cmd(&["SET", &format!("k{i}"), "v"]);
-        let off: f64 = support::info_field(&mut c, "replication", "master_repl_offset")
-            .parse()
-            .expect("offset");
+        let off = write(&mut c, &format!("k{i}"));
         assert_eq!(
             num(&mut c, &["WAITAOF", "0", "1", "5000"]),
             1,
@@ -129,14 +137,11 @@ fn waitaof_with_remote_ack_means_fsynced_in_region_b() {
 
 #[test]
 fn waitaof_with_durable_ack_means_fsynced_at_the_site_agent() {
-    let ch = chain("durable");
+    let ch = chain("durable", "everysec");
     ch.wan.cut();
     let mut c = ch.origin.client();
     for i in 0..20 {
-        c.cmd(&["SET", &format!("k{i}"), "v"]);
-        let off: f64 = support::info_field(&mut c, "replication", "master_repl_offset")
-            .parse()
-            .expect("offset");
+        let off = write(&mut c, &format!("k{i}"));
         assert_eq!(
             num(&mut c, &["WAIT", "1", "5000"]),
             1,
@@ -150,4 +155,39 @@ fn waitaof_with_durable_ack_means_fsynced_at_the_site_agent() {
         let a_durable = metric(&ch.site, "georelay_log_durable_offset");
         assert!(a_durable >= off, "site agent fsynced {a_durable} of {off}");
     }
+}
+
+#[test]
+fn wait_with_remote_ack_counts_what_region_b_received_not_what_it_fsynced() {
+    // B never fsyncs its log (only the snapshot of its full sync is on disk).
+    let ch = chain("remote", "no");
+    let mut c = ch.origin.client();
+    let b_snapshot = metric(&ch.region, "georelay_log_durable_offset");
+    for i in 0..10 {
+        let off = write(&mut c, &format!("r{i}"));
+        assert_eq!(
+            num(&mut c, &["WAIT", "1", "5000"]),
+            1,
+            "WAIT after write {i}: B has received it"
+        );
+        let b_head = metric(&ch.region, "georelay_log_head_offset");
+        assert!(
+            b_head >= off,
+            "WAIT returned 1 while B held {b_head} of {off}"
+        );
+        assert_eq!(
+            num(&mut c, &["WAITAOF", "0", "1", "300"]),
+            0,
+            "WAITAOF after write {i}: B has not fsynced it"
+        );
+    }
+    assert_eq!(
+        metric(&ch.region, "georelay_log_durable_offset"),
+        b_snapshot,
+        "B fsynced nothing after its snapshot"
+    );
+    // The site agent shows both of B's offsets.
+    let received = metric(&ch.site, "georelay_downstream_agent_ack_offset");
+    let fsynced = metric(&ch.site, "georelay_downstream_agent_fsync_offset");
+    assert!(received > fsynced, "received {received}, fsynced {fsynced}");
 }

@@ -586,7 +586,7 @@ fn link_frames(a: &Sync, b: &Sync, stream: &[u8]) -> Result<Vec<(String, Frame)>
                 now_us: now + 1_250,
             },
         ),
-        ("ack".into(), Frame::Ack { durable: head }),
+        ("ack".into(), Frame::ack(head)),
         (
             "replid-switch".into(),
             Frame::ReplidSwitch {

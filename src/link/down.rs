@@ -75,7 +75,7 @@ pub enum Mode {
 }
 
 /// One link's downstream state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Down {
     mode: Mode,
     /// (current replid, next offset wanted = head + 1); `None` before the first epoch.
@@ -87,6 +87,13 @@ pub struct Down {
     /// Set between Full and SnapshotEnd.
     receiving: bool,
     last_heard_us: u64,
+    /// The upstream speaks protocol 2: Acks carry the received offset too.
+    received_acks: bool,
+    /// The last Ack sent, as (durable, received).
+    last_ack: Option<(u64, Option<u64>)>,
+    /// In sync with the upstream's current epoch (after Continue or a whole snapshot): only
+    /// then do this log's offsets mean anything to it.
+    online: bool,
 }
 
 impl Down {
@@ -100,7 +107,16 @@ impl Down {
             may_resume: false,
             receiving: false,
             last_heard_us: 0,
+            received_acks: false,
+            last_ack: None,
+            online: false,
         }
+    }
+
+    /// Acks carry the received offset too (the link negotiated ALPN `georelay/2`).
+    pub fn with_received_acks(mut self, on: bool) -> Down {
+        self.received_acks = on;
+        self
     }
 
     /// The Hello that opens the link (`lane = None`: the standalone stream).
@@ -145,9 +161,24 @@ impl Down {
         self.last_heard_us
     }
 
-    /// The log's durable offset moved: acknowledge it.
-    pub fn on_durable(&self, durable: u64) -> DownAction {
-        DownAction::Send(Frame::Ack { durable })
+    /// The log's head (`received`: written, not yet fsynced) or durable offset moved: the Ack
+    /// to send, if it says something the last one did not.
+    /// Nothing before the link is in sync: a log of an older epoch has offsets that mean
+    /// nothing upstream.
+    pub fn ack(&mut self, received: u64, durable: u64) -> Option<DownAction> {
+        if !self.online {
+            return None;
+        }
+        // Never below durable, never backwards.
+        let last = self.last_ack.and_then(|a| a.1).unwrap_or(0);
+        let received = self
+            .received_acks
+            .then_some(received.max(durable).max(last));
+        if self.last_ack == Some((durable, received)) {
+            return None;
+        }
+        self.last_ack = Some((durable, received));
+        Some(DownAction::Send(Frame::Ack { durable, received }))
     }
 
     /// One frame from the upstream at time `now_us`; the actions go to `out`.
@@ -177,9 +208,17 @@ impl Down {
                     p.0 = replid;
                 }
                 out.push(DownAction::Online { full: false });
-                out.push(DownAction::Send(Frame::Ack { durable }));
+                // The first Ack of a link always goes out (the upstream waits for none, but
+                // it tells where this log stands).
+                self.last_ack = None;
+                self.online = true;
+                let head = self.next_offset().map_or(0, |n| n.saturating_sub(1));
+                out.extend(self.ack(head, durable));
             }
-            Frame::NewEpoch { reason } => out.push(DownAction::NewEpoch { reason }),
+            Frame::NewEpoch { reason } => {
+                self.online = false;
+                out.push(DownAction::NewEpoch { reason })
+            }
             Frame::Full {
                 replid,
                 offset,
@@ -204,6 +243,7 @@ impl Down {
             Frame::SnapshotEnd => {
                 let transfer = self.end_snapshot()?;
                 self.pos = Some((transfer.replid.clone(), transfer.offset + 1));
+                self.online = true;
                 let first_sync = transfer.reason == "first_sync";
                 out.push(DownAction::FinishSnapshot {
                     transfer,
@@ -255,6 +295,7 @@ impl Down {
         out: &mut Vec<DownAction>,
     ) {
         self.receiving = true;
+        self.online = false;
         self.may_resume = self.transfer.as_ref().is_some_and(|t| {
             t.replid.eq_ignore_ascii_case(&replid) && t.offset == offset && t.size == size
         });

@@ -94,9 +94,55 @@ fn continue_must_resume_exactly_at_head_plus_one() {
         out,
         vec![
             DownAction::Online { full: false },
-            DownAction::Send(Frame::Ack { durable: 7 })
+            DownAction::Send(Frame::ack(7))
         ]
     );
+}
+
+#[test]
+fn acks_carry_received_only_under_protocol_2_and_repeat_nothing() {
+    let ack2 = |durable, received| {
+        Some(DownAction::Send(Frame::Ack {
+            durable,
+            received: Some(received),
+        }))
+    };
+    let mut d = Down::new(Mode::Stream, Some((A.into(), 99)), None).with_received_acks(true);
+    let out = feed(
+        &mut d,
+        Frame::Continue {
+            replid: A.into(),
+            offset: 100,
+        },
+    )
+    .unwrap();
+    assert_eq!(out[1], ack2(7, 99).unwrap(), "where this log stands");
+    assert_eq!(d.ack(120, 7), ack2(7, 120), "received moved");
+    assert_eq!(d.ack(120, 7), None, "nothing new");
+    assert_eq!(d.ack(120, 100), ack2(100, 120), "durable moved");
+    assert_eq!(d.ack(90, 100), None, "received never moves back");
+    assert_eq!(d.ack(90, 130), ack2(130, 130), "nor below durable");
+    // A new epoch: nothing until the snapshot is whole (old offsets mean nothing upstream).
+    feed(&mut d, Frame::NewEpoch { reason: "r".into() }).unwrap();
+    assert_eq!(d.ack(200, 150), None);
+    feed(&mut d, full(500, 3, "new_epoch")).unwrap();
+    feed(&mut d, chunk(3)).unwrap();
+    assert_eq!(d.ack(200, 150), None, "mid-snapshot");
+    feed(&mut d, Frame::SnapshotEnd).unwrap();
+    assert_eq!(d.ack(500, 500), ack2(500, 500));
+    // Protocol 1: nothing before Continue, then only the durable offset counts.
+    let mut d = Down::new(Mode::Stream, Some((A.into(), 99)), None);
+    assert_eq!(d.ack(120, 7), None, "not in sync yet");
+    let cont = Frame::Continue {
+        replid: A.into(),
+        offset: 100,
+    };
+    assert_eq!(
+        feed(&mut d, cont).unwrap()[1],
+        DownAction::Send(Frame::ack(7))
+    );
+    assert_eq!(d.ack(130, 7), None, "a received move is not news to it");
+    assert_eq!(d.ack(130, 110), Some(DownAction::Send(Frame::ack(110))));
 }
 
 #[test]
@@ -172,11 +218,7 @@ fn full_sync_writes_chunks_then_starts_the_epoch_at_the_snapshot_offset() {
     let out = feed(&mut d, full(500, 6, "first_sync")).unwrap();
     assert!(matches!(&out[..], [DownAction::BeginSnapshot(t)] if t.offset == 500));
     // Log frames are out of place while the snapshot arrives.
-    assert!(feed(
-        &mut d.clone_for_test(),
-        Frame::log(501, 1, Bytes::from_static(b"x"))
-    )
-    .is_err());
+    assert!(feed(&mut d.clone(), Frame::log(501, 1, Bytes::from_static(b"x"))).is_err());
     feed(&mut d, chunk(4)).unwrap();
     feed(&mut d, chunk(2)).unwrap();
     let out = feed(&mut d, Frame::SnapshotEnd).unwrap();
@@ -286,7 +328,7 @@ fn error_frames_and_strays_end_the_link() {
         err,
         DownError::Refused("upstream agent error 4: no lane".into())
     );
-    let err = feed(&mut d, Frame::Ack { durable: 1 }).unwrap_err();
+    let err = feed(&mut d, Frame::ack(1)).unwrap_err();
     assert!(matches!(err, DownError::Protocol(m) if m.contains("unexpected Ack")));
     // A compressed payload that does not inflate is a protocol error, not a panic.
     let bad = Frame::Log {
@@ -328,17 +370,4 @@ fn snapshot_refresh_wants_only_a_newer_snapshot() {
     ));
     let mut d = Down::new(Mode::SnapshotOnly { ours: None }, None, None);
     assert!(feed(&mut d, Frame::log(1, 1, Bytes::from_static(b"x"))).is_err());
-}
-
-impl Down {
-    fn clone_for_test(&self) -> Down {
-        Down {
-            mode: self.mode,
-            pos: self.pos.clone(),
-            transfer: self.transfer.clone(),
-            may_resume: self.may_resume,
-            receiving: self.receiving,
-            last_heard_us: self.last_heard_us,
-        }
-    }
 }

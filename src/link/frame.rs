@@ -30,6 +30,8 @@ const T_SNAPSHOT_FROM: u8 = 12;
 /// Tags of Hello's optional tail fields (each at most once, in this order).
 const HELLO_PARTIAL: u8 = 1;
 const HELLO_LANE: u8 = 2;
+/// Tag of Ack's optional tail field: the received offset (protocol 2, ALPN `georelay/2`).
+const ACK_RECEIVED: u8 = 1;
 
 /// A snapshot transfer a downstream agent holds in part, offered for resumption in
 /// [`Frame::Hello`].
@@ -94,8 +96,12 @@ pub enum Frame {
         head_timestamp_us: u64,
         now_us: u64,
     },
-    /// Downstream → upstream: everything before and at `durable` is on the downstream's disk.
-    Ack { durable: u64 },
+    /// Downstream → upstream: everything before and at `durable` is on the downstream's disk,
+    /// and everything before and at `received` is written to its log (not yet fsynced).
+    /// `received` is an optional tagged tail field, sent only to an upstream that negotiated
+    /// ALPN [`super::proto::ALPN_V2`]; without it (a first-version agent) the upstream takes
+    /// `received = durable`. `received < durable` is malformed.
+    Ack { durable: u64, received: Option<u64> },
     /// Upstream → downstream: the history gains `(replid, start)`.
     ReplidSwitch { replid: String, start: u64 },
     /// Upstream → downstream: a new epoch began; a [`Frame::Full`] follows.
@@ -105,6 +111,14 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// An [`Frame::Ack`] of the first protocol version (durable only).
+    pub fn ack(durable: u64) -> Frame {
+        Frame::Ack {
+            durable,
+            received: None,
+        }
+    }
+
     /// Frame name for logs and error messages.
     pub fn name(&self) -> &'static str {
         match self {
@@ -238,9 +252,13 @@ pub fn encode_head(frame: &Frame, out: &mut BytesMut) -> Option<Bytes> {
             out.put_u64_le(*head_timestamp_us);
             out.put_u64_le(*now_us);
         }
-        Frame::Ack { durable } => {
+        Frame::Ack { durable, received } => {
             out.put_u8(T_ACK);
             out.put_u64_le(*durable);
+            if let Some(r) = received {
+                out.put_u8(ACK_RECEIVED);
+                out.put_u64_le(*r);
+            }
         }
         Frame::ReplidSwitch { replid, start: s } => {
             out.put_u8(T_REPLID_SWITCH);
@@ -397,9 +415,31 @@ pub fn parse_body(body: Bytes) -> Result<Frame, FrameError> {
             head_timestamp_us: r.u64("Heartbeat.head_timestamp_us")?,
             now_us: r.u64("Heartbeat.now_us")?,
         },
-        T_ACK => Frame::Ack {
-            durable: r.u64("Ack.durable")?,
-        },
+        T_ACK => {
+            let durable = r.u64("Ack.durable")?;
+            let mut received = None;
+            if !r.body.is_empty() {
+                match r.u8("Ack.tail")? {
+                    ACK_RECEIVED => {
+                        let got = r.u64("Ack.received")?;
+                        if got < durable {
+                            return Err(FrameError::AckOrder {
+                                received: got,
+                                durable,
+                            });
+                        }
+                        received = Some(got);
+                    }
+                    value => {
+                        return Err(FrameError::BadFlag {
+                            field: "Ack.tail",
+                            value,
+                        })
+                    }
+                }
+            }
+            Frame::Ack { durable, received }
+        }
         T_REPLID_SWITCH => Frame::ReplidSwitch {
             replid: r.replid("ReplidSwitch.replid")?,
             start: r.u64("ReplidSwitch.start")?,

@@ -71,7 +71,11 @@ fn every_variant() -> Vec<Frame> {
             head_timestamp_us: 98,
             now_us: 97,
         },
-        Frame::Ack { durable: 42 },
+        Frame::ack(42),
+        Frame::Ack {
+            durable: 42,
+            received: Some(4096),
+        },
         Frame::ReplidSwitch {
             replid: RID.into(),
             start: 500,
@@ -142,7 +146,7 @@ fn oversize_length_rejected_from_header_alone() {
     let err = decode(&mut b, MAX_FRAME).unwrap_err();
     assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("exceeds"));
-    let mut b = encoded(&Frame::Ack { durable: 1 });
+    let mut b = encoded(&Frame::ack(1));
     assert!(matches!(
         decode(&mut b, 8),
         Err(FrameError::TooLarge { len: 9, max: 8 })
@@ -219,6 +223,71 @@ fn malformed_bodies_are_typed_errors() {
             data_len: 3
         }
     ));
+}
+
+#[test]
+fn ack_received_tail_is_versioned_and_checked() {
+    // The first version's Ack (durable only) is byte-identical to what it always was.
+    assert_eq!(
+        &encoded(&Frame::ack(7))[..],
+        &body(&[&[T_ACK][..], &7u64.to_le_bytes()].concat())[..]
+    );
+    let ack = |tail: &[u8]| [&[T_ACK][..], &7u64.to_le_bytes(), tail].concat();
+    let ok = decode(
+        &mut body(&ack(&[&[1u8][..], &9u64.to_le_bytes()].concat())),
+        MAX_FRAME,
+    );
+    assert_eq!(
+        ok.unwrap(),
+        Some(Frame::Ack {
+            durable: 7,
+            received: Some(9)
+        })
+    );
+    let err = |bytes: &[u8]| decode(&mut body(bytes), MAX_FRAME).unwrap_err();
+    // An unknown tail tag, a tag without its value, a value cut short, two tails.
+    assert!(matches!(
+        err(&ack(&[2])),
+        FrameError::BadFlag {
+            field: "Ack.tail",
+            value: 2
+        }
+    ));
+    assert!(matches!(
+        err(&ack(&[1])),
+        FrameError::Truncated {
+            field: "Ack.received",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(&ack(&[1, 0, 0, 0])),
+        FrameError::Truncated {
+            field: "Ack.received",
+            ..
+        }
+    ));
+    let twice = ack(&[&[1u8][..], &9u64.to_le_bytes(), &[1u8], &9u64.to_le_bytes()].concat());
+    assert!(matches!(
+        err(&twice),
+        FrameError::TrailingBytes {
+            frame: "Ack",
+            extra: 9
+        }
+    ));
+    // Received behind fsynced cannot be.
+    let e = err(&ack(&[&[1u8][..], &6u64.to_le_bytes()].concat()));
+    assert!(
+        matches!(
+            e,
+            FrameError::AckOrder {
+                received: 6,
+                durable: 7
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("received < durable"), "{e}");
 }
 
 #[test]

@@ -33,9 +33,10 @@ pub mod up;
 
 pub use compress::{compress, decompress, log_frame, log_payload, Compression};
 pub use frame::{decode, encode, encode_head, Frame, PartialSnapshot};
-pub use proto::{CloseCode, ALPN, MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_ONLY};
+pub use proto::{CloseCode, ALPN, ALPN_V2, MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_ONLY};
 pub use quic::{
-    client_endpoint, connect, peer_name, server_endpoint, Congestion, TransportSettings,
+    client_endpoint, connect, negotiated_alpn, peer_name, server_endpoint, Congestion,
+    TransportSettings,
 };
 pub use stream::{FrameReader, FrameWriter};
 pub use tls::TlsFiles;
@@ -63,6 +64,8 @@ pub enum FrameError {
     BadFlag { field: &'static str, value: u8 },
     #[error("Hello names an invalid lane {0:?} (1 to 64 characters of A-Z a-z 0-9 . _ - :)")]
     BadLane(String),
+    #[error("Ack says {received} bytes received but {durable} fsynced (received < durable)")]
+    AckOrder { received: u64, durable: u64 },
     #[error("Hello offers {have} bytes of a {size}-byte snapshot")]
     PartialTooLong { have: u64, size: u64 },
     #[error("uncompressed Log frame says raw_len {raw_len} but carries {data_len} bytes")]

@@ -6,6 +6,17 @@
 pub const PROTOCOL_VERSION: u16 = 1;
 /// TLS ALPN protocol name; it changes whenever the wire format changes incompatibly.
 pub const ALPN: &[u8] = b"georelay/1";
+/// The second protocol: the same frames, and a downstream may add the received offset to
+/// its Acks. Both ends offer [`ALPNS`]; the server picks the first it shares with the client,
+/// so a new pair speaks 2 and an agent of the first version still gets 1.
+pub const ALPN_V2: &[u8] = b"georelay/2";
+/// Every ALPN this agent speaks, most preferred first.
+pub const ALPNS: [&[u8]; 2] = [ALPN_V2, ALPN];
+
+/// True when `alpn` (as negotiated) lets a downstream send the received offset in Acks.
+pub fn acks_received(alpn: Option<&[u8]>) -> bool {
+    alpn == Some(ALPN_V2)
+}
 /// Default bound on one frame's body length (8 MiB).
 pub const MAX_FRAME: usize = 8 << 20;
 

@@ -235,6 +235,14 @@ pub async fn accept(incoming: quinn::Incoming) -> Result<quinn::Connection, Link
 }
 
 /// The peer's name from its certificate (subject CN, else first DNS SAN), for logs and metrics.
+/// The ALPN the handshake settled on (`None` before it finished, or without ALPN).
+pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
 pub fn peer_name(conn: &quinn::Connection) -> Option<String> {
     let identity = conn.peer_identity()?;
     let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;

@@ -107,7 +107,7 @@ async fn mutual_tls_loopback_carries_frames() {
             lane: None,
         },
         Frame::log(1001, 17, Bytes::from(vec![b'z'; 300_000])),
-        Frame::Ack { durable: 1000 },
+        Frame::ack(1000),
     ];
 
     let echo = tokio::spawn(async move {
@@ -138,10 +138,9 @@ async fn mutual_tls_loopback_carries_frames() {
         .unwrap();
     assert_eq!(peer_name(&conn).as_deref(), Some("server"));
     assert_eq!(
-        conn.handshake_data()
-            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|d| d.protocol),
-        Some(crate::link::frame::ALPN.to_vec())
+        negotiated_alpn(&conn),
+        Some(crate::link::ALPN_V2.to_vec()),
+        "two agents of this version speak protocol 2"
     );
     let (send, recv) = conn.open_bi().await.unwrap();
     let mut writer = FrameWriter::new(send);
@@ -231,6 +230,38 @@ async fn client_with_other_alpn_is_refused() {
         client_refused(&client_ep, addr, "server")
     );
     assert!(!server_line.is_empty());
+}
+
+#[tokio::test]
+async fn a_first_version_client_still_gets_protocol_1() {
+    let p = pki();
+    let (server_ep, addr) = server(&p);
+    let mut config = tls::client_config(&files(&p.ours, "client")).unwrap();
+    config.alpn_protocols = vec![crate::link::ALPN.to_vec()];
+    let client_ep =
+        client_endpoint_with_tls(config, &crate::config::LinkSettings::default().transport)
+            .unwrap();
+    let accepted = tokio::spawn(async move {
+        let incoming = timeout(DEADLINE, server_ep.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let conn = timeout(DEADLINE, accept(incoming)).await.unwrap().unwrap();
+        negotiated_alpn(&conn)
+    });
+    let conn = timeout(DEADLINE, connect(&client_ep, addr, "server"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(negotiated_alpn(&conn), Some(crate::link::ALPN.to_vec()));
+    assert!(!crate::link::proto::acks_received(
+        negotiated_alpn(&conn).as_deref()
+    ));
+    assert_eq!(
+        timeout(DEADLINE, accepted).await.unwrap().unwrap(),
+        Some(crate::link::ALPN.to_vec())
+    );
+    conn.close(0u32.into(), b"done");
 }
 
 #[tokio::test]

@@ -118,7 +118,7 @@ mod tests {
     #[tokio::test]
     async fn reader_reassembles_split_frames_and_sees_clean_end() {
         let frames = vec![
-            Frame::Ack { durable: 7 },
+            Frame::ack(7),
             Frame::log(8, 9, Bytes::from(vec![b'x'; 200_000])),
             Frame::SnapshotEnd,
         ];
@@ -145,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn eof_inside_a_frame_is_an_error() {
         let mut wire = BytesMut::new();
-        encode(&Frame::Ack { durable: 1 }, &mut wire);
+        encode(&Frame::ack(1), &mut wire);
         let (mut a, b) = tokio::io::duplex(100);
         a.write_all(&wire[..5]).await.unwrap();
         drop(a);

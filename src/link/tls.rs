@@ -9,7 +9,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::frame::ALPN;
+use super::proto::ALPNS;
 use super::LinkError;
 
 /// Where an agent's PEM files are: the deployment CA, and this node's certificate and key.
@@ -85,12 +85,17 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, LinkError> {
     Ok(roots)
 }
 
+/// The ALPN list both ends offer, most preferred first.
+fn alpns() -> Vec<Vec<u8>> {
+    ALPNS.iter().map(|a| a.to_vec()).collect()
+}
+
 fn tls_err(context: &str, e: impl std::fmt::Display) -> LinkError {
     LinkError::Tls(format!("{context}: {e}"))
 }
 
-/// Server side: TLS 1.3 only (QUIC), ALPN `georelay/1`, and a client certificate signed by the
-/// CA is required.
+/// Server side: TLS 1.3 only (QUIC), ALPN `georelay/2` or `georelay/1` (the first of ours the
+/// client offers too), and a client certificate signed by the CA is required.
 pub fn server_config(tls: &TlsFiles) -> Result<rustls::ServerConfig, LinkError> {
     let roots = Arc::new(load_roots(&tls.ca)?);
     let chain = load_certs(&tls.cert)?;
@@ -105,7 +110,7 @@ pub fn server_config(tls: &TlsFiles) -> Result<rustls::ServerConfig, LinkError> 
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| pair_err(tls, e))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = alpns();
     Ok(config)
 }
 
@@ -151,7 +156,7 @@ fn pair_err(tls: &TlsFiles, e: impl std::fmt::Display) -> LinkError {
 }
 
 /// Client side: verifies the server against the CA (and the name given at connect), presents
-/// this node's certificate, offers ALPN `georelay/1`.
+/// this node's certificate, offers ALPN `georelay/2` and `georelay/1`.
 pub fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, LinkError> {
     let roots = load_roots(&tls.ca)?;
     let chain = load_certs(&tls.cert)?;
@@ -159,7 +164,7 @@ pub fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, LinkError> 
     let mut config = client_builder(roots)?
         .with_client_auth_cert(chain, key)
         .map_err(|e| pair_err(tls, e))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = alpns();
     Ok(config)
 }
 
@@ -167,7 +172,7 @@ pub fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, LinkError> 
 pub fn client_config_without_cert(ca: &Path) -> Result<rustls::ClientConfig, LinkError> {
     let roots = load_roots(ca)?;
     let mut config = client_builder(roots)?.with_no_client_auth();
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = alpns();
     Ok(config)
 }
 
@@ -230,7 +235,7 @@ mod tests {
         super::super::certs::make_test_pki(dir.path(), &["alpha"]).unwrap();
         let files = TlsFiles::in_dir(dir.path(), "alpha");
         let s = server_config(&files).unwrap();
-        assert_eq!(s.alpn_protocols, vec![ALPN.to_vec()]);
+        assert_eq!(s.alpn_protocols, alpns());
         client_config(&files).unwrap();
         client_config_without_cert(&files.ca).unwrap();
         let cert = load_certs(&files.cert).unwrap();

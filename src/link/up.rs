@@ -68,8 +68,16 @@ pub struct Up {
     /// Epoch and history index of the replid last announced to the downstream.
     epoch: u64,
     sent_idx: usize,
-    ack: u64,
+    ack: Acked,
     next_beat_us: u64,
+}
+
+/// What a downstream agent has acknowledged: `received` is written to its log, `durable` is
+/// fsynced there (`durable <= received`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Acked {
+    pub received: u64,
+    pub durable: u64,
 }
 
 impl Up {
@@ -81,7 +89,7 @@ impl Up {
             partial: None,
             epoch: 0,
             sent_idx: 0,
-            ack: 0,
+            ack: Acked::default(),
             next_beat_us: 0,
         }
     }
@@ -253,12 +261,18 @@ impl Up {
         })
     }
 
-    /// A frame from the downstream: only Acks are expected. Returns the highest durable
-    /// offset acknowledged so far.
-    pub fn on_frame(&mut self, frame: Frame) -> Result<u64, UpError> {
+    /// A frame from the downstream: only Acks are expected. Returns the highest offsets
+    /// acknowledged so far (an Ack without `received`, from a first-version agent, counts
+    /// as received up to its durable offset).
+    pub fn on_frame(&mut self, frame: Frame) -> Result<Acked, UpError> {
         match frame {
-            Frame::Ack { durable } => {
-                self.ack = self.ack.max(durable);
+            Frame::Ack { durable, received } => {
+                self.ack.durable = self.ack.durable.max(durable);
+                self.ack.received = self
+                    .ack
+                    .received
+                    .max(received.unwrap_or(durable))
+                    .max(self.ack.durable);
                 Ok(self.ack)
             }
             other => Err(protocol(format!(

@@ -79,7 +79,7 @@ fn hello_is_checked() {
         message.contains("protocol version 9 is not supported"),
         "{message}"
     );
-    assert!(u.on_hello(Some(Frame::Ack { durable: 1 })).is_err());
+    assert!(u.on_hello(Some(Frame::ack(1))).is_err());
     let refresh = Frame::Hello {
         version: PROTOCOL_VERSION,
         name: "b/snapshot".into(),
@@ -260,8 +260,19 @@ fn a_stale_epoch_announces_new_epoch_and_retention_does_not() {
 #[test]
 fn acks_only_move_forward_and_other_frames_close_the_link() {
     let mut u = up(Compression::None);
-    assert_eq!(u.on_frame(Frame::Ack { durable: 10 }), Ok(10));
-    assert_eq!(u.on_frame(Frame::Ack { durable: 7 }), Ok(10));
+    let acked = |received, durable| Ok(Acked { received, durable });
+    // A first-version agent: received is its durable offset.
+    assert_eq!(u.on_frame(Frame::ack(10)), acked(10, 10));
+    assert_eq!(u.on_frame(Frame::ack(7)), acked(10, 10));
+    // Protocol 2: received runs ahead of durable; neither moves back.
+    let ack2 = |durable, received| Frame::Ack {
+        durable,
+        received: Some(received),
+    };
+    assert_eq!(u.on_frame(ack2(12, 50)), acked(50, 12));
+    assert_eq!(u.on_frame(ack2(11, 40)), acked(50, 12));
+    assert_eq!(u.on_frame(ack2(60, 60)), acked(60, 60));
+    assert_eq!(u.on_frame(Frame::ack(55)), acked(60, 60));
     let Err(UpError::Close { code, message }) = u.on_frame(Frame::SnapshotEnd) else {
         panic!("a stray frame accepted");
     };

@@ -321,7 +321,7 @@ impl Metrics {
                 &["reason"],
             )?,
             connected_agents: gauge(&r, "georelay_connected_agents", "Downstream agents connected over QUIC.")?,
-            downstream_agent_ack_offset: gauge_vec(&r, "georelay_downstream_agent_ack_offset", "Durable offset acknowledged by a downstream agent.", &["peer"])?,
+            downstream_agent_ack_offset: gauge_vec(&r, "georelay_downstream_agent_ack_offset", "Offset a downstream agent acknowledged as received (written to its log).", &["peer"])?,
             downstream_agent_fsync_offset: gauge_vec(&r, "georelay_downstream_agent_fsync_offset", "Offset a downstream agent acknowledged as fsynced in its log.", &["peer"])?,
             downstream_agent_lag_bytes: gauge_vec(&r, "georelay_downstream_agent_lag_bytes", "Log head minus the downstream agent's acknowledged offset.", &["peer"])?,
             link_bytes: counter_vec(&r, "georelay_link_bytes_total", "UDP bytes on the QUIC link to/from a peer agent (after compression, with QUIC overhead).", &["peer", "direction"])?,

@@ -244,6 +244,7 @@ impl Registered {
             name: name.to_string(),
             addr: remote.to_string(),
             ack: 0,
+            received: 0,
             sent: 0,
             state: PeerState::Handshake,
         });
@@ -347,21 +348,25 @@ async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
     up: &Mutex<Up>,
 ) -> Result<(), AgentServeError> {
     while let Some(frame) = reader.next().await.map_err(bad_frames)? {
-        let durable = lock(up).on_frame(frame).map_err(up_err)?;
-        ctx.peers.update(peer_id, |p| p.ack = p.ack.max(durable));
+        let acked = lock(up).on_frame(frame).map_err(up_err)?;
+        ctx.peers.update(peer_id, |p| {
+            p.ack = p.ack.max(acked.durable);
+            p.received = p.received.max(acked.received);
+        });
         let m = &ctx.metrics;
+        // Like a Redis replica's ACK: the ack offset (and the lag) is what it received, the
+        // fsync offset what is on its disk (equal for a first-version agent).
         Metrics::record_follower_ack(
             &m.downstream_agent_ack_offset,
             &m.downstream_agent_lag_bytes,
             &m.downstream_agent_lag_seconds,
             name,
             &ctx.log,
-            durable,
+            acked.received,
         );
-        // Agents acknowledge only what is fsynced in their log.
         m.downstream_agent_fsync_offset
             .with_label_values(&[name])
-            .set(i64::try_from(durable).unwrap_or(i64::MAX));
+            .set(i64::try_from(acked.durable).unwrap_or(i64::MAX));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
+use crate::link::up::Acked;
 use crate::log::Log;
 
 /// Where a downstream agent's link is.
@@ -95,8 +96,10 @@ pub struct PeerInfo {
     /// Its certificate name (or address when it has none).
     pub name: String,
     pub addr: String,
-    /// Highest durable offset it acknowledged.
+    /// Highest durable (fsynced) offset it acknowledged.
     pub ack: u64,
+    /// Highest offset it acknowledged as received (written to its log); `>= ack`.
+    pub received: u64,
     /// Next offset to send it.
     pub sent: u64,
     pub state: PeerState,
@@ -106,9 +109,9 @@ pub struct PeerInfo {
 pub struct Peers {
     next_id: AtomicU64,
     map: Mutex<BTreeMap<u64, PeerInfo>>,
-    /// The lowest acknowledged offset among connected peers, never moving backwards; stays
+    /// The lowest acknowledged offsets among connected peers, never moving backwards; stays
     /// where it was while no peer is connected.
-    remote_ack: watch::Sender<u64>,
+    remote_ack: watch::Sender<Acked>,
 }
 
 impl Default for Peers {
@@ -116,7 +119,7 @@ impl Default for Peers {
         Peers {
             next_id: AtomicU64::new(0),
             map: Mutex::new(BTreeMap::new()),
-            remote_ack: watch::channel(0).0,
+            remote_ack: watch::channel(Acked::default()).0,
         }
     }
 }
@@ -137,13 +140,23 @@ impl Peers {
         let min = g
             .values()
             .filter(|p| p.state == PeerState::Streaming)
-            .map(|p| p.ack)
-            .min();
+            .map(|p| Acked {
+                received: p.received.max(p.ack),
+                durable: p.ack,
+            })
+            .reduce(|a, b| Acked {
+                received: a.received.min(b.received),
+                durable: a.durable.min(b.durable),
+            });
         drop(g);
         if let Some(min) = min {
             self.remote_ack.send_if_modified(|cur| {
-                let changed = min > *cur;
-                *cur = (*cur).max(min);
+                let next = Acked {
+                    received: cur.received.max(min.received),
+                    durable: cur.durable.max(min.durable),
+                };
+                let changed = next != *cur;
+                *cur = next;
                 changed
             });
         }
@@ -165,8 +178,8 @@ impl Peers {
         self.lock().values().cloned().collect()
     }
 
-    /// Watches the lowest durable offset acknowledged by the connected peers.
-    pub fn subscribe_remote_ack(&self) -> watch::Receiver<u64> {
+    /// Watches the lowest offsets (received, durable) acknowledged by the connected peers.
+    pub fn subscribe_remote_ack(&self) -> watch::Receiver<Acked> {
         self.remote_ack.subscribe()
     }
 
@@ -184,6 +197,7 @@ mod tests {
             name: "p".into(),
             addr: "a".into(),
             ack,
+            received: ack,
             sent: 0,
             state: PeerState::Streaming,
         }
@@ -196,19 +210,53 @@ mod tests {
         let a = peers.insert(peer(0));
         let b = peers.insert(peer(0));
         peers.update(a, |p| p.ack = 100);
-        assert_eq!(*rx.borrow(), 0, "b has acked nothing yet");
+        assert_eq!(rx.borrow().durable, 0, "b has acked nothing yet");
         peers.update(b, |p| p.ack = 50);
-        assert_eq!(*rx.borrow(), 50);
+        assert_eq!(rx.borrow().durable, 50);
         peers.remove(b);
         peers.update(a, |p| p.ack = 120);
-        assert_eq!(*rx.borrow(), 120);
+        assert_eq!(rx.borrow().durable, 120);
         peers.remove(a);
         let c = peers.insert(peer(10));
         peers.update(c, |_| {});
         assert_eq!(
-            *rx.borrow(),
+            rx.borrow().durable,
             120,
             "a late peer does not pull the ack backwards"
+        );
+    }
+
+    #[test]
+    fn remote_received_is_the_slowest_peers_and_never_below_its_durable() {
+        let peers = Peers::default();
+        let rx = peers.subscribe_remote_ack();
+        let a = peers.insert(peer(0));
+        let b = peers.insert(peer(0));
+        peers.update(a, |p| p.received = 300);
+        peers.update(b, |p| p.received = 200);
+        assert_eq!(
+            *rx.borrow(),
+            Acked {
+                received: 200,
+                durable: 0
+            }
+        );
+        // b fsynced beyond what it reported received (a first-version peer): received follows.
+        peers.update(b, |p| p.ack = 250);
+        assert_eq!(
+            *rx.borrow(),
+            Acked {
+                received: 250,
+                durable: 0
+            }
+        );
+        peers.update(a, |p| p.ack = 260);
+        assert_eq!(
+            *rx.borrow(),
+            Acked {
+                received: 250,
+                durable: 250
+            }
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The async shell of the downstream side of an agent-to-agent link: connect to the upstream
 //! agent over QUIC with mutual TLS, feed what arrives to the [`Down`] state machine (which
 //! checks every offset and says what to do), and do its actions: write the snapshot and the
-//! log, switch replid, acknowledge the durable offset.
+//! log, switch replid, acknowledge what is written (received) and fsynced (durable).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use super::UpstreamError;
 use crate::config::LinkSettings;
 use crate::link::client::{self, ConnectError, LinkConn};
 use crate::link::down::{Down, DownAction, DownError, Mode, Transfer};
-use crate::link::{CloseCode, FrameWriter, LinkError};
+use crate::link::proto::acks_received;
+use crate::link::{negotiated_alpn, CloseCode, FrameWriter, LinkError};
 use crate::log::{SnapshotMeta, SnapshotWriter};
 use crate::metrics::{Health, Metrics};
 use crate::rdb::RdbVerifier;
@@ -198,7 +199,8 @@ async fn stream(
     streamed: &mut bool,
     held: &mut Held,
 ) -> Result<(), UpstreamError> {
-    let mut down = Down::new(Mode::Stream, ctx.log.current(), held.transfer.take());
+    let mut down = Down::new(Mode::Stream, ctx.log.current(), held.transfer.take())
+        .with_received_acks(acks_received(negotiated_alpn(conn).as_deref()));
     let result = drive(ctx, conn, lane, streamed, held, &mut down).await;
     held.transfer = down.into_transfer();
     if held.transfer.is_none() {
@@ -219,6 +221,7 @@ async fn drive(
         .await
         .map_err(connect_err)?;
     let mut durable_rx = ctx.log.subscribe_durable();
+    let head_rx = ctx.log.subscribe_head();
     let mut actions = Vec::new();
     loop {
         actions.clear();
@@ -228,10 +231,7 @@ async fn drive(
                 let durable = *durable_rx.borrow();
                 down.on_frame(frame, now_us(), durable, &mut actions).map_err(down_err)?;
             }
-            _ = durable_rx.changed() => {
-                let durable = *durable_rx.borrow_and_update();
-                actions.push(down.on_durable(durable));
-            }
+            _ = durable_rx.changed() => {}
         };
         ctx.metrics.upstream_view.heard(0, 0);
         for a in &actions {
@@ -240,6 +240,12 @@ async fn drive(
             }
         }
         apply(ctx, &mut writer, held, actions.drain(..), down).await?;
+        // What is written now (received) and fsynced (durable), if either moved.
+        let durable = *durable_rx.borrow_and_update();
+        let head = *head_rx.borrow();
+        if let Some(ack) = down.ack(head, durable) {
+            apply(ctx, &mut writer, held, std::iter::once(ack), down).await?;
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::conn::Conn;
 use super::handshake;
-use super::replica::{self, AckSource, Action, Failure, Phase, PsyncPlan, Retry, Streamer};
+use super::replica::{self, AckSource, Acked, Action, Failure, Phase, PsyncPlan, Retry, Streamer};
 use super::UpstreamError;
 use crate::clock::now_us;
 use crate::config::UpstreamConfig;
@@ -35,8 +35,8 @@ pub struct UpstreamCtx {
     pub health: Arc<Health>,
     /// TLS towards the master (`upstream.tls`).
     pub tls: Option<crate::redistls::Connector>,
-    /// With `ack = "remote"`: the lowest durable offset among downstream agents.
-    pub remote_ack: Option<watch::Receiver<u64>>,
+    /// With `ack = "remote"`: the lowest offsets (received, durable) among downstream agents.
+    pub remote_ack: Option<watch::Receiver<Acked>>,
 }
 
 /// Runs the upstream link until `shutdown` flips, reconnecting with jittered backoff.
@@ -180,7 +180,7 @@ async fn stream(
     let (mut rd, mut wr) = tokio::io::split(sock);
     let mut durable_rx = ctx.log.subscribe_durable();
     // Without remote acks this channel never changes (its sender lives in the local scope).
-    let (_never_tx, never_rx) = watch::channel(0u64);
+    let (_never_tx, never_rx) = watch::channel(Acked::default());
     let mut remote_rx = ctx.remote_ack.clone().unwrap_or(never_rx);
     let head = ctx
         .log

@@ -5,13 +5,15 @@
 //!
 //! ACK semantics (Redis's own since 7.2): `REPLCONF ACK <off>` is what was *received and
 //! written to the log* (what `WAIT` counts); `FACK <off>` is what is *durable* (what `WAITAOF`
-//! counts). With `ack = "remote"` both come from the slowest streaming downstream agent.
+//! counts). With `ack = "remote"` both come from the slowest streaming downstream agent: ACK
+//! is what it has received (written to its log), FACK what it has fsynced.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::handshake::PsyncReply;
+pub use crate::link::up::Acked;
 use crate::resp::{self, RespError, StreamScanner};
 
 /// The periodic ACK Redis replicas send (`replicationCron`).
@@ -33,8 +35,9 @@ pub enum Action {
 pub enum AckSource {
     /// `ack = "durable"`: received here / fsynced here.
     Local,
-    /// `ack = "remote"`: the slowest streaming downstream agent's offset (it acknowledges what
-    /// is durable on its disk, so ACK and FACK both report that).
+    /// `ack = "remote"`: the slowest streaming downstream agent's offsets: ACK what it has
+    /// received, FACK what it has fsynced (a first-version agent reports only the latter, so
+    /// its ACK is that too).
     Remote,
 }
 
@@ -48,8 +51,8 @@ pub struct Streamer {
     head: u64,
     /// Local durable offset.
     durable: u64,
-    /// Slowest downstream agent's acknowledged offset (ack = "remote").
-    remote: u64,
+    /// Slowest downstream agent's acknowledged offsets (ack = "remote").
+    remote: Acked,
     /// Offset a GETACK asked for whose answer is not complete yet.
     pending: Option<u64>,
     last_sent: Option<(u64, Option<u64>)>,
@@ -57,7 +60,7 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn new(head: u64, durable: u64, remote: u64, source: AckSource, fack: bool) -> Self {
+    pub fn new(head: u64, durable: u64, remote: Acked, source: AckSource, fack: bool) -> Self {
         Streamer {
             // A partial resync may start mid-command: the scanner only finds GETACKs, so it
             // resynchronises instead of ending the link.
@@ -77,10 +80,11 @@ impl Streamer {
     pub fn values(&self) -> (u64, Option<u64>) {
         match self.source {
             AckSource::Local => (self.head, self.fack.then_some(self.durable.min(self.head))),
-            AckSource::Remote => {
-                let r = self.remote.min(self.head);
-                (r, self.fack.then_some(r))
-            }
+            AckSource::Remote => (
+                self.remote.received.min(self.head),
+                self.fack
+                    .then_some(self.remote.durable.min(self.remote.received).min(self.head)),
+            ),
         }
     }
 
@@ -117,9 +121,10 @@ impl Streamer {
         self.answer_pending(now)
     }
 
-    /// The slowest downstream agent's offset moved (ack = "remote").
-    pub fn on_remote(&mut self, remote: u64, now: Instant) -> Vec<Action> {
-        self.remote = self.remote.max(remote);
+    /// The slowest downstream agent's offsets moved (ack = "remote").
+    pub fn on_remote(&mut self, remote: Acked, now: Instant) -> Vec<Action> {
+        self.remote.received = self.remote.received.max(remote.received);
+        self.remote.durable = self.remote.durable.max(remote.durable);
         self.answer_pending(now)
     }
 

@@ -23,7 +23,7 @@ fn ack(a: u64, f: Option<u64>) -> String {
 #[test]
 fn getack_is_answered_at_once_with_what_was_received() {
     let now = Instant::now();
-    let mut s = Streamer::new(100, 100, 0, AckSource::Local, false);
+    let mut s = Streamer::new(100, 100, Acked::default(), AckSource::Local, false);
     let mut chunk = SET.to_vec();
     chunk.extend_from_slice(GETACK);
     let out = s.on_data(Bytes::from(chunk.clone()), now).unwrap();
@@ -42,7 +42,7 @@ fn getack_is_answered_at_once_with_what_was_received() {
 #[test]
 fn getack_split_across_reads_is_answered_when_it_completes() {
     let now = Instant::now();
-    let mut s = Streamer::new(0, 0, 0, AckSource::Local, false);
+    let mut s = Streamer::new(0, 0, Acked::default(), AckSource::Local, false);
     let (a, b) = GETACK.split_at(20);
     assert!(sends(&s.on_data(Bytes::from_static(a), now).unwrap()).is_empty());
     let out = s.on_data(Bytes::from_static(b), now).unwrap();
@@ -52,7 +52,7 @@ fn getack_split_across_reads_is_answered_when_it_completes() {
 #[test]
 fn fack_forces_a_group_commit_and_follows_the_durable_offset() {
     let now = Instant::now();
-    let mut s = Streamer::new(10, 10, 0, AckSource::Local, true);
+    let mut s = Streamer::new(10, 10, Acked::default(), AckSource::Local, true);
     let out = s.on_data(Bytes::from_static(GETACK), now).unwrap();
     let head = 10 + GETACK.len() as u64;
     assert!(
@@ -73,7 +73,7 @@ fn fack_forces_a_group_commit_and_follows_the_durable_offset() {
 #[test]
 fn a_getack_already_durable_needs_no_sync() {
     let now = Instant::now();
-    let mut s = Streamer::new(0, 0, 0, AckSource::Local, true);
+    let mut s = Streamer::new(0, 0, Acked::default(), AckSource::Local, true);
     s.on_durable(1_000, now);
     // FACK never exceeds ACK even if the durable value runs ahead of what we know.
     let out = s.on_data(Bytes::from_static(GETACK), now).unwrap();
@@ -85,7 +85,7 @@ fn a_getack_already_durable_needs_no_sync() {
 #[test]
 fn remote_acks_wait_for_the_slowest_downstream_agent() {
     let now = Instant::now();
-    let mut s = Streamer::new(0, 0, 0, AckSource::Remote, true);
+    let mut s = Streamer::new(0, 0, Acked::default(), AckSource::Remote, true);
     let mut chunk = SET.to_vec();
     chunk.extend_from_slice(GETACK);
     let head = chunk.len() as u64;
@@ -99,18 +99,40 @@ fn remote_acks_wait_for_the_slowest_downstream_agent() {
         s.on_durable(head, now).is_empty(),
         "local durability does not count"
     );
-    assert!(s.on_remote(5, now).is_empty(), "still short");
-    assert_eq!(sends(&s.on_remote(head, now)), vec![ack(head, Some(head))]);
+    let remote = |received, durable| Acked { received, durable };
+    assert!(s.on_remote(remote(5, 5), now).is_empty(), "still short");
+    // B has received the write (WAIT may return), not yet fsynced it (WAITAOF waits).
+    assert_eq!(
+        sends(&s.on_remote(remote(head, 0), now)),
+        vec![ack(head, Some(5))]
+    );
+    assert_eq!(
+        sends(&s.on_remote(remote(head, head), now)),
+        vec![ack(head, Some(head))]
+    );
     // A remote value ahead of what we hold is capped at our head.
     assert_eq!(s.values(), (head, Some(head)));
-    s.on_remote(head + 100, now);
+    s.on_remote(remote(head + 100, head + 100), now);
     assert_eq!(s.values(), (head, Some(head)));
+}
+
+#[test]
+fn remote_ack_is_what_b_received_and_fack_what_it_fsynced() {
+    let now = Instant::now();
+    let remote = |received, durable| Acked { received, durable };
+    let mut s = Streamer::new(1000, 1000, remote(0, 0), AckSource::Remote, true);
+    s.on_remote(remote(900, 400), now);
+    assert_eq!(s.values(), (900, Some(400)));
+    // Without FACK support the master hears only the received part.
+    let mut s = Streamer::new(1000, 1000, remote(900, 400), AckSource::Remote, false);
+    assert_eq!(s.values(), (900, None));
+    assert_eq!(sends(&s.ack_now(now)), vec![ack(900, None)]);
 }
 
 #[test]
 fn periodic_ack_once_a_second() {
     let t0 = Instant::now();
-    let mut s = Streamer::new(7, 7, 0, AckSource::Local, false);
+    let mut s = Streamer::new(7, 7, Acked::default(), AckSource::Local, false);
     assert_eq!(sends(&s.on_tick(t0)), vec![ack(7, None)]);
     assert!(s.on_tick(t0 + Duration::from_millis(500)).is_empty());
     assert_eq!(s.next_tick(t0), t0 + ACK_PERIOD);
@@ -123,7 +145,7 @@ fn periodic_ack_once_a_second() {
 #[test]
 fn a_stream_joined_mid_command_still_finds_later_getacks() {
     let now = Instant::now();
-    let mut s = Streamer::new(0, 0, 0, AckSource::Local, false);
+    let mut s = Streamer::new(0, 0, Acked::default(), AckSource::Local, false);
     let mut chunk = SET[9..].to_vec();
     chunk.extend_from_slice(GETACK);
     let out = s.on_data(Bytes::from(chunk.clone()), now).unwrap();

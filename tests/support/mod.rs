@@ -666,12 +666,36 @@ impl WanSimProc {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Starts an outage and returns once wan-sim has taken it up (it polls its outage file
+    /// every 100 ms, and a packet sent before that still gets through).
     pub fn cut(&self) {
-        std::fs::write(&self.outage_file, b"cut").expect("create outage file");
+        self.toggle(true, "outage started");
     }
 
+    /// Ends the outage and returns once wan-sim relays again.
     pub fn restore(&self) {
-        let _ = std::fs::remove_file(&self.outage_file);
+        self.toggle(false, "outage ended");
+    }
+
+    fn toggle(&self, on: bool, line: &str) {
+        if self.outage_file.exists() == on {
+            return;
+        }
+        let seen = self.log().matches(line).count();
+        if on {
+            std::fs::write(&self.outage_file, b"cut").expect("create outage file");
+        } else {
+            std::fs::remove_file(&self.outage_file).expect("remove outage file");
+        }
+        wait_until(Duration::from_secs(10), line, || {
+            self.log().matches(line).count() > seen
+        });
+    }
+
+    /// What wan-sim has logged so far.
+    fn log(&self) -> String {
+        let path = self._dir.path().join("wansim.log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 }
 
