@@ -9,11 +9,14 @@
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
+//! - [`dr`]: runtime re-pointing, `georelay switchover` and `georelay failover`.
+//! - [`tasks`]: a named, supervised set of tokio tasks.
 //! - [`app`]: wires everything together with one shutdown path.
 
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod dr;
 pub mod failpoint;
 pub mod link;
 pub mod log;
@@ -22,6 +25,7 @@ pub mod rdb;
 pub mod redistls;
 pub mod resp;
 pub mod serve;
+pub mod tasks;
 pub mod units;
 pub mod upstream;
 pub mod wansim;

@@ -102,10 +102,7 @@ fn main() -> ExitCode {
             max_lag,
         } => status(&admin, json, max_lag.as_deref()),
         Cmd::Check { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => check_override(&config, &cfg),
             Err(e) => config_failure(&e),
         },
         Cmd::Run { config } => {
@@ -130,6 +127,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `georelay check` on a valid file: says whether a runtime upstream override in `data_dir`
+/// wins over the file's upstream.
+fn check_override(path: &std::path::Path, cfg: &Config) -> ExitCode {
+    use georelay::dr::repoint;
+    match repoint::load(&cfg.data_dir) {
+        Ok(None) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Some(o)) => {
+            println!("{}: ok", path.display());
+            println!(
+                "upstream override in force: {} (from {}; it wins over the config file until cleared with DELETE /upstream)",
+                o.upstream,
+                repoint::override_path(&cfg.data_dir).display()
+            );
+            if let Some(f) = &o.fenced {
+                println!(
+                    "fenced: former upstream {} cut off at offset {} ({} bytes it had were never received)",
+                    f.site,
+                    f.head,
+                    f.rpo_bytes()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("config error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
     use georelay::metrics::status::{max_lag_seconds, render_table, Status};
     let limit = match max_lag.map(georelay::units::parse_duration).transpose() {
@@ -139,17 +169,15 @@ fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let body = match http_get(admin, "/status") {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let fetched = rt.block_on(async { georelay::dr::http::Admin::new(admin)?.status().await });
+    let (body, status): (String, Status) = match fetched {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("georelay status: cannot read {admin}/status: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let status: Status = match serde_json::from_str(&body) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("georelay status: {admin}/status is not a georelay status document: {e}");
+            eprintln!("georelay status: {e}");
             return ExitCode::from(2);
         }
     };
@@ -169,27 +197,6 @@ fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
-}
-
-/// A minimal HTTP/1.1 GET against `http://host:port`.
-fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut sock = std::net::TcpStream::connect(hostport)?;
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    sock.read_to_string(&mut text)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        anyhow::bail!("{}", head.lines().next().unwrap_or("no status line"));
-    }
-    Ok(body.to_string())
 }
 
 fn wan_sim(args: Vec<String>) -> ExitCode {

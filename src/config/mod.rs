@@ -1,5 +1,6 @@
 //! The agent's TOML configuration: raw file shape, built-in defaults and `validate()`.
 
+mod admin;
 mod link;
 
 pub use link::LinkSettings;
@@ -43,6 +44,8 @@ struct RawConfig {
     tls: Option<link::RawTls>,
     #[serde(default)]
     link: link::RawLink,
+    #[serde(default)]
+    admin: admin::RawAdmin,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +159,8 @@ pub struct Config {
     /// Downstream agents at once.
     pub max_agents: usize,
     pub log: LogSettings,
+    /// The bearer token for the admin listener's mutating endpoints (`admin.token_file`).
+    pub admin_token: Option<String>,
 }
 
 /// The `[log]` section, in parsed units.
@@ -331,12 +336,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                 .into(),
         );
     }
-    if ack == AckPolicy::Remote && agent_addr.is_some() {
-        bad(
-            "upstream.ack",
-            "\"remote\" applies to an agent whose upstream is a Redis master".into(),
-        );
-    }
 
     let mut addr = |key: &str, v: Option<String>, default: &str| -> SocketAddr {
         let text = v.unwrap_or_else(|| default.to_string());
@@ -481,6 +480,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let quic = agent_addr.is_some() || listen_agent.is_some();
     let (tls, server_name) = link::tls(raw.tls, quic, base, &mut problems);
     let link = link::link(raw.link, &mut problems);
+    let admin_token = admin::admin(raw.admin, base, &mut problems);
     let source = match agent_addr {
         Some(addr) => {
             let host = addr
@@ -517,6 +517,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         },
         listen_redis,
         listen_admin,
+        admin_token,
         requirepass: raw.serve.requirepass.filter(|p| !p.is_empty()),
         serve_timeout,
         max_replicas,

@@ -1,0 +1,6 @@
+//! Disaster recovery: runtime re-pointing of an agent's upstream (the agent side), and the
+//! `georelay switchover` / `georelay failover` orchestrating clients.
+
+pub mod http;
+pub mod repoint;
+pub mod supervisor;
