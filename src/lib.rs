@@ -8,6 +8,7 @@
 //! - [`upstream`]: the replica side towards a Redis master.
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
+//! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`dr`]: runtime re-pointing, `georelay switchover` and `georelay failover`.
 //! - [`tasks`]: a named, supervised set of tokio tasks.
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod dr;
 pub mod failpoint;

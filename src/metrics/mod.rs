@@ -29,6 +29,8 @@ pub enum MetricsError {
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Registry,
+    /// Per-lane metrics (cluster mode), rendered with this registry's: each carries `shard`.
+    lanes: std::sync::Mutex<Vec<Arc<Metrics>>>,
     pub build_info: IntGaugeVec,
     pub log_head_offset: IntGauge,
     pub log_first_offset: IntGauge,
@@ -199,8 +201,26 @@ fn counter_vec(
 impl Metrics {
     /// Builds the registry; `node` becomes a constant `node` label on every metric.
     pub fn new(node: &str) -> Result<Arc<Metrics>, MetricsError> {
+        Self::with_shard(node, None)
+    }
+
+    /// A lane's metrics (cluster mode): `shard` is a constant label on every metric, and they
+    /// are rendered with this node's (see [`Metrics::render`]).
+    pub fn new_lane(&self, node: &str, shard: &str) -> Result<Arc<Metrics>, MetricsError> {
+        let m = Self::with_shard(node, Some(shard))?;
+        self.lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(m.clone());
+        Ok(m)
+    }
+
+    fn with_shard(node: &str, shard: Option<&str>) -> Result<Arc<Metrics>, MetricsError> {
         let mut labels = std::collections::HashMap::new();
         labels.insert("node".to_string(), node.to_string());
+        if let Some(shard) = shard {
+            labels.insert("shard".to_string(), shard.to_string());
+        }
         let r = Registry::new_custom(None, Some(labels))?;
         let m = Metrics {
             build_info: gauge_vec(
@@ -352,6 +372,7 @@ impl Metrics {
             downstream_agent_lag_seconds: fgauge_vec(&r, "georelay_downstream_agent_lag_seconds", "Now minus the origin timestamp of the oldest byte a downstream agent has not acknowledged as durable; 0 when caught up.", &["peer"])?,
             upstream_view: UpstreamView::default(),
             registry: r,
+            lanes: Default::default(),
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -443,7 +464,16 @@ impl Metrics {
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail on I/O; a failure would be a malformed metric.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        let mut families = self.registry.gather();
+        for lane in self.lanes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for f in lane.registry.gather() {
+                match families.iter_mut().find(|g| g.get_name() == f.get_name()) {
+                    Some(g) => g.mut_metric().extend(f.get_metric().iter().cloned()),
+                    None => families.push(f),
+                }
+            }
+        }
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!("encoding metrics failed: {e}");
         }
         out
@@ -473,5 +503,32 @@ impl Health {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_metrics_render_with_the_node_under_a_shard_label() {
+        let node = Metrics::new("site").unwrap();
+        let a = node.new_lane("site", "lane-a").unwrap();
+        let b = node.new_lane("site", "lane-b").unwrap();
+        a.upstream_partial_syncs.inc();
+        b.upstream_partial_syncs.inc_by(2);
+        let text = String::from_utf8(node.render()).unwrap();
+        let help = "# HELP georelay_upstream_partial_syncs_total";
+        assert_eq!(text.matches(help).count(), 1, "one family:\n{text}");
+        let line = |shard: &str, v: &str| {
+            text.lines().any(|l| {
+                l.starts_with("georelay_upstream_partial_syncs_total{")
+                    && l.contains(r#"node="site""#)
+                    && l.contains(&format!("shard=\"{shard}\""))
+                    && l.ends_with(v)
+            })
+        };
+        assert!(line("lane-a", "} 1") && line("lane-b", "} 2"), "{text}");
+        assert!(text.contains(r#"georelay_upstream_partial_syncs_total{node="site"} 0"#));
     }
 }

@@ -1,0 +1,15 @@
+//! Redis Cluster support: hash slots, the slot map (lanes → slots) and its codec.
+//!
+//! - [`slot`]: CRC16 key → slot with hashtags.
+//! - [`slotmap`]: the versioned lane → slot-ranges map, validated.
+//! - [`slotmap_codec`]: its binary encoding, sent downstream on the control stream.
+//! - [`topology`]: pure parsers of `CLUSTER SHARDS`, `CLUSTER NODES`, `CLUSTER INFO` and
+//!   `INFO replication` into shards (site side, no I/O).
+
+pub mod slot;
+pub mod slotmap;
+pub mod slotmap_codec;
+pub mod topology;
+
+pub use slot::{key_slot, SLOTS};
+pub use slotmap::{LaneSlots, SlotMap, SlotMapError, SlotRange};
