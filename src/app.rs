@@ -266,6 +266,7 @@ fn spawn_serving(
             health: core.health.clone(),
             upstream: active,
             replica_addr: bound.replica_addr,
+            agent_addr: cfg.listen_agent,
             replicas: core.replicas.clone(),
             peers: core.peers.clone(),
         },

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use georelay::config::Config;
 
+mod dr_cli;
+
 /// Replicate a Redis/Valkey master across datacenters through a durable replication log.
 #[derive(Parser)]
 #[command(name = "georelay", version, about)]
@@ -40,6 +42,33 @@ enum Cmd {
         #[arg(long)]
         max_lag: Option<String>,
     },
+    /// Planned switchover, zero loss: move the master from site A's origin to a replica of
+    /// region B (check → fence with CLIENT PAUSE WRITE → wait → promote → re-point B and A →
+    /// demote the old origin → unpause). Exit 0 with the new master, or non-zero naming the
+    /// failed step. Cluster upstreams: per-lane switchover is not supported yet; this moves one
+    /// (non-cluster) master.
+    Switchover {
+        /// The current master (host:port).
+        #[arg(long)]
+        origin: String,
+        /// Agent A's admin listener (its upstream is the origin), e.g. http://10.0.0.1:9187.
+        #[arg(long)]
+        site: String,
+        /// Agent B's admin listener (its upstream is agent A).
+        #[arg(long)]
+        region: String,
+        /// The replica of agent B to promote (host:port).
+        #[arg(long)]
+        promote: String,
+        /// The agents' admin token (admin.token_file).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(flatten)]
+        auth: RedisAuthArgs,
+        /// Budget for the whole switchover; also the CLIENT PAUSE length.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+    },
     /// Development certificates for the QUIC links between agents.
     Certs {
         #[command(subcommand)]
@@ -51,6 +80,25 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// Redis credentials for the servers switchover/failover talk to.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct RedisAuthArgs {
+    /// ACL user on the origin (with --origin-password or --origin-password-file).
+    #[arg(long)]
+    origin_user: Option<String>,
+    #[arg(long)]
+    origin_password: Option<String>,
+    #[arg(long)]
+    origin_password_file: Option<PathBuf>,
+    /// ACL user on the promote target.
+    #[arg(long)]
+    promote_user: Option<String>,
+    #[arg(long)]
+    promote_password: Option<String>,
+    #[arg(long)]
+    promote_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +144,32 @@ fn main() -> ExitCode {
             }
         }
         Cmd::WanSim { args } => wan_sim(args),
+        Cmd::Switchover {
+            origin,
+            site,
+            region,
+            promote,
+            token_file,
+            auth,
+            timeout,
+        } => dr_cli::switchover(dr_cli::Switch {
+            origin,
+            site,
+            region,
+            promote,
+            token_file,
+            origin_auth: (
+                auth.origin_user,
+                auth.origin_password,
+                auth.origin_password_file,
+            ),
+            promote_auth: (
+                auth.promote_user,
+                auth.promote_password,
+                auth.promote_password_file,
+            ),
+            timeout,
+        }),
         Cmd::Status {
             admin,
             json,

@@ -2,5 +2,8 @@
 //! `georelay switchover` / `georelay failover` orchestrating clients.
 
 pub mod http;
+pub mod plan;
+pub mod redis;
 pub mod repoint;
 pub mod supervisor;
+pub mod switchover;

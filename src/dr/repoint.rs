@@ -64,7 +64,8 @@ impl std::fmt::Display for UpstreamTarget {
 
 /// The body of `POST /upstream`: `{"redis": "host:port"}` or
 /// `{"agent": "host:port", "server_name": "…"}`; `"fence": true` also records the former
-/// upstream as fenced (a failover: its history past our head is not ours).
+/// upstream as fenced (a failover: its history past our head is not ours); `"dry_run": true`
+/// only checks that the token works and the agent could use that upstream.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepointRequest {
@@ -76,6 +77,16 @@ pub struct RepointRequest {
     pub server_name: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fence: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// A validated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repoint {
+    pub target: UpstreamTarget,
+    pub fence: bool,
+    pub dry_run: bool,
 }
 
 fn is_host_port(v: &str) -> bool {
@@ -85,7 +96,7 @@ fn is_host_port(v: &str) -> bool {
 
 impl RepointRequest {
     /// Parses and validates a request body.
-    pub fn parse(body: &[u8]) -> Result<(UpstreamTarget, bool), RepointError> {
+    pub fn parse(body: &[u8]) -> Result<Repoint, RepointError> {
         let req: RepointRequest = serde_json::from_slice(body)
             .map_err(|e| RepointError::Request(format!("{e}; expected {{\"redis\": \"host:port\"}} or {{\"agent\": \"host:port\", \"server_name\": \"name\"}}")))?;
         let target = match (req.redis, req.agent, req.server_name) {
@@ -125,7 +136,11 @@ impl RepointRequest {
                     .into(),
             )),
         };
-        Ok((target, req.fence))
+        Ok(Repoint {
+            target,
+            fence: req.fence,
+            dry_run: req.dry_run,
+        })
     }
 }
 
@@ -193,8 +208,7 @@ pub fn clear(data_dir: &Path) -> Result<bool, RepointError> {
 #[derive(Debug)]
 pub enum RepointCmd {
     Set {
-        target: UpstreamTarget,
-        fence: bool,
+        req: Repoint,
         reply: oneshot::Sender<Result<Override, RepointError>>,
     },
     Clear {
@@ -208,20 +222,20 @@ mod tests {
 
     #[test]
     fn request_forms() {
-        let (t, fence) = RepointRequest::parse(br#"{"redis": "127.0.0.1:6379"}"#).unwrap();
+        let r = RepointRequest::parse(br#"{"redis": "127.0.0.1:6379"}"#).unwrap();
         assert_eq!(
-            t,
+            r.target,
             UpstreamTarget::Redis {
                 addr: "127.0.0.1:6379".into()
             }
         );
-        assert!(!fence);
-        let (t, fence) = RepointRequest::parse(
-            br#"{"agent": "127.0.0.1:7443", "server_name": "region-b", "fence": true}"#,
+        assert!(!r.fence && !r.dry_run);
+        let r = RepointRequest::parse(
+            br#"{"agent": "127.0.0.1:7443", "server_name": "region-b", "fence": true, "dry_run": true}"#,
         )
         .unwrap();
-        assert_eq!(t.addr(), "127.0.0.1:7443");
-        assert!(fence);
+        assert_eq!(r.target.addr(), "127.0.0.1:7443");
+        assert!(r.fence && r.dry_run);
         for bad in [
             &br#"{"redis": "nope"}"#[..],
             br#"{"agent": "127.0.0.1:1"}"#,

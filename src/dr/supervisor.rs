@@ -240,11 +240,8 @@ pub async fn run(
             },
         };
         match cmd {
-            RepointCmd::Set {
-                target: next,
-                fence,
-                reply,
-            } => {
+            RepointCmd::Set { req, reply } => {
+                let (next, fence) = (req.target, req.fence);
                 if let Err(e) = usable(&deps.cfg, &next) {
                     let _ = reply.send(Err(e));
                     continue;
@@ -259,6 +256,10 @@ pub async fn run(
                     set_unix: unix_now(),
                     fenced,
                 };
+                if req.dry_run {
+                    let _ = reply.send(Ok(o));
+                    continue;
+                }
                 let dir = deps.cfg.data_dir.clone();
                 let saved = o.clone();
                 let res = tokio::task::spawn_blocking(move || repoint::save(&dir, &saved))

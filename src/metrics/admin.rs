@@ -167,16 +167,12 @@ async fn upstream_post(State(st): State<AdminState>, headers: HeaderMap, body: B
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let (target, fence) = match RepointRequest::parse(&body) {
-        Ok(t) => t,
+    let req = match RepointRequest::parse(&body) {
+        Ok(r) => r,
         Err(e) => return repoint_failure(e),
     };
     let (reply, rx) = oneshot::channel();
-    let cmd = RepointCmd::Set {
-        target,
-        fence,
-        reply,
-    };
+    let cmd = RepointCmd::Set { req, reply };
     if st.repoint.send(cmd).await.is_err() {
         return repoint_failure(RepointError::ShuttingDown);
     }

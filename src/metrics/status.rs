@@ -78,6 +78,8 @@ pub struct NodeState {
     pub health: Arc<Health>,
     pub upstream: Arc<RwLock<ActiveUpstream>>,
     pub replica_addr: SocketAddr,
+    /// The QUIC listener for downstream agents (`listen.agent`), if any.
+    pub agent_addr: Option<SocketAddr>,
     pub replicas: Arc<crate::serve::Replicas>,
     pub peers: Arc<crate::serve::peers::Peers>,
 }
@@ -99,6 +101,9 @@ pub struct Status {
     /// The replica port (host:port) Redis replicas and demoted masters attach to.
     #[serde(default)]
     pub replica_addr: String,
+    /// The QUIC listener downstream agents connect to (`listen.agent`), if any.
+    #[serde(default)]
+    pub agent_addr: Option<String>,
     pub upstream: UpstreamRow,
     pub log: LogRow,
     pub replicas: Vec<FollowerRow>,
@@ -194,6 +199,7 @@ pub fn collect(st: &NodeState) -> Status {
     Status {
         node: st.node.clone(),
         replica_addr: st.replica_addr.to_string(),
+        agent_addr: st.agent_addr.map(|a| a.to_string()),
         upstream: UpstreamRow {
             kind: up.kind,
             addr: up.addr,
@@ -331,6 +337,7 @@ mod tests {
         let s = Status {
             node: "region-b".into(),
             replica_addr: "127.0.0.1:6380".into(),
+            agent_addr: None,
             upstream: UpstreamRow {
                 kind: UpstreamKind::Agent,
                 addr: "site-a:7443".into(),
