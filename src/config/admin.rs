@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::problems::Problems;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
@@ -15,26 +17,33 @@ pub(super) struct RawAdmin {
 const MIN_TOKEN_LEN: usize = 16;
 
 /// Reads the token (trailing newline stripped); `None` when no token file is configured.
-pub(super) fn admin(raw: RawAdmin, base: &Path, problems: &mut Vec<String>) -> Option<String> {
+pub(super) fn validate_admin(
+    raw: RawAdmin,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<String> {
     let file = base.join(raw.token_file?);
     match std::fs::read_to_string(&file) {
         Ok(t) => {
             let t = t.trim_end_matches(['\r', '\n']).to_string();
             if t.len() < MIN_TOKEN_LEN || t.chars().any(char::is_whitespace) {
-                problems.push(format!(
-                    "admin.token_file: the token in {} must be at least {MIN_TOKEN_LEN} characters, without spaces",
-                    file.display()
-                ));
+                problems.bad(
+                    "admin.token_file",
+                    format!(
+                        "the token in {} must be at least {MIN_TOKEN_LEN} characters, without spaces",
+                        file.display()
+                    ),
+                );
                 None
             } else {
                 Some(t)
             }
         }
         Err(e) => {
-            problems.push(format!(
-                "admin.token_file: cannot read {}: {e}",
-                file.display()
-            ));
+            problems.bad(
+                "admin.token_file",
+                format!("cannot read {}: {e}", file.display()),
+            );
             None
         }
     }
@@ -47,14 +56,17 @@ mod tests {
     #[test]
     fn token_file_read_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut p = Vec::new();
-        assert_eq!(admin(RawAdmin::default(), dir.path(), &mut p), None);
+        let mut p = Problems::default();
+        assert_eq!(
+            validate_admin(RawAdmin::default(), dir.path(), &mut p),
+            None
+        );
         std::fs::write(dir.path().join("tok"), "0123456789abcdef\n").unwrap();
         let raw = RawAdmin {
             token_file: Some("tok".into()),
         };
         assert_eq!(
-            admin(raw, dir.path(), &mut p).as_deref(),
+            validate_admin(raw, dir.path(), &mut p).as_deref(),
             Some("0123456789abcdef")
         );
         assert!(p.is_empty());
@@ -63,9 +75,10 @@ mod tests {
             let raw = RawAdmin {
                 token_file: Some(f.into()),
             };
-            assert_eq!(admin(raw, dir.path(), &mut p), None);
+            assert_eq!(validate_admin(raw, dir.path(), &mut p), None);
         }
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p.iter().all(|m| m.starts_with("admin.token_file: ")));
+        let lines = p.into_lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|m| m.starts_with("admin.token_file: ")));
     }
 }

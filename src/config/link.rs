@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::problems::Problems;
 use crate::link::{Compression, Congestion, TlsFiles, TransportSettings};
-use crate::units::{parse_duration, parse_rate, parse_size};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,32 +45,24 @@ pub struct LinkSettings {
 
 /// Validates `[tls]`; `needed` says whether a QUIC side is configured. Returns the files and
 /// the `server_name` override.
-pub(super) fn tls(
+pub(super) fn validate_tls(
     raw: Option<RawTls>,
     needed: bool,
     base: &Path,
-    problems: &mut Vec<String>,
+    problems: &mut Problems,
 ) -> (Option<TlsFiles>, Option<String>) {
     let Some(raw) = raw else {
         if needed {
-            problems.push("tls: the [tls] section (ca, cert, key) is required when upstream.agent or listen.agent is set".into());
+            problems.bad("tls", "the [tls] section (ca, cert, key) is required when upstream.agent or listen.agent is set");
         }
         return (None, None);
     };
     let mut file = |key: &str, v: Option<PathBuf>| -> PathBuf {
-        match v {
-            None => {
-                problems.push(format!("tls.{key}: is required"));
-                PathBuf::new()
-            }
-            Some(p) => {
-                let p = base.join(p);
-                if let Err(e) = std::fs::File::open(&p) {
-                    problems.push(format!("tls.{key}: cannot read {}: {e}", p.display()));
-                }
-                p
-            }
+        let key = format!("tls.{key}");
+        if v.is_none() {
+            problems.bad(&key, "is required");
         }
+        problems.readable(&key, base, v).unwrap_or_default()
     };
     let files = TlsFiles {
         ca: file("ca", raw.ca),
@@ -80,8 +72,8 @@ pub(super) fn tls(
     (Some(files), raw.server_name.filter(|s| !s.is_empty()))
 }
 
-pub(super) fn link(raw: RawLink, problems: &mut Vec<String>) -> LinkSettings {
-    let mut bad = |key: &str, msg: String| problems.push(format!("link.{key}: {msg}"));
+/// Validates `[link]`.
+pub(super) fn validate_link(raw: RawLink, problems: &mut Problems) -> LinkSettings {
     let compression = match raw
         .compression
         .as_deref()
@@ -90,8 +82,8 @@ pub(super) fn link(raw: RawLink, problems: &mut Vec<String>) -> LinkSettings {
     {
         Ok(c) => c,
         Err(_) => {
-            bad(
-                "compression",
+            problems.bad(
+                "link.compression",
                 format!(
                     "{:?} must be zstd or none",
                     raw.compression.unwrap_or_default()
@@ -102,16 +94,12 @@ pub(super) fn link(raw: RawLink, problems: &mut Vec<String>) -> LinkSettings {
     };
     let zstd_level = raw.zstd_level.unwrap_or(1);
     if !(1..=19).contains(&zstd_level) {
-        bad(
-            "zstd_level",
+        problems.bad(
+            "link.zstd_level",
             format!("{zstd_level} must be between 1 and 19"),
         );
     }
-    let max_bandwidth =
-        parse_rate(raw.max_bandwidth.as_deref().unwrap_or("0")).unwrap_or_else(|e| {
-            bad("max_bandwidth", e);
-            0
-        });
+    let max_bandwidth = problems.rate("link.max_bandwidth", raw.max_bandwidth.as_deref(), "0");
     let congestion = match raw
         .congestion
         .as_deref()
@@ -120,8 +108,8 @@ pub(super) fn link(raw: RawLink, problems: &mut Vec<String>) -> LinkSettings {
     {
         Ok(c) => c,
         Err(_) => {
-            bad(
-                "congestion",
+            problems.bad(
+                "link.congestion",
                 format!(
                     "{:?} must be cubic, newreno or bbr",
                     raw.congestion.unwrap_or_default()
@@ -130,29 +118,17 @@ pub(super) fn link(raw: RawLink, problems: &mut Vec<String>) -> LinkSettings {
             Congestion::Cubic
         }
     };
-    let mut size = |key: &str, v: Option<String>, default: &str| -> u64 {
-        parse_size(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
-            bad(key, e);
-            0
-        })
-    };
     // 8 MiB covers 640 Mbit/s at 100 ms RTT; 32 MiB cost 40+ MiB of RSS for no measured gain.
-    let window = size("window", raw.window, "8MiB");
-    let socket_buffer = size("socket_buffer", raw.socket_buffer, "8MiB");
-    let mut dur = |key: &str, v: Option<String>, default: &str| -> Duration {
-        parse_duration(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
-            problems.push(format!("link.{key}: {e}"));
-            Duration::ZERO
-        })
-    };
-    let heartbeat = dur("heartbeat", raw.heartbeat, "1s");
-    let keep_alive = dur("keep_alive", raw.keep_alive, "2s");
-    let idle_timeout = dur("idle_timeout", raw.idle_timeout, "15s");
+    let window = problems.size("link.window", raw.window.as_deref(), "8MiB");
+    let socket_buffer = problems.size("link.socket_buffer", raw.socket_buffer.as_deref(), "8MiB");
+    let heartbeat = problems.duration("link.heartbeat", raw.heartbeat.as_deref(), "1s");
+    let keep_alive = problems.duration("link.keep_alive", raw.keep_alive.as_deref(), "2s");
+    let idle_timeout = problems.duration("link.idle_timeout", raw.idle_timeout.as_deref(), "15s");
     if heartbeat.is_zero() || heartbeat > Duration::from_secs(60) {
-        problems.push("link.heartbeat: must be between 1ms and 60s".into());
+        problems.bad("link.heartbeat", "must be between 1ms and 60s");
     }
     if !idle_timeout.is_zero() && keep_alive >= idle_timeout {
-        problems.push("link.keep_alive: must be shorter than link.idle_timeout".into());
+        problems.bad("link.keep_alive", "must be shorter than link.idle_timeout");
     }
     LinkSettings {
         compression,

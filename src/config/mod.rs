@@ -1,9 +1,30 @@
-//! The agent's TOML configuration: raw file shape, built-in defaults and `validate()`.
+//! The agent's TOML configuration: the raw file shape, built-in defaults and `validate()`.
+//!
+//! Each section lives in its own file with its raw shape (`RawX`, `deny_unknown_fields`) and
+//! a `fn validate_x(raw: RawX, …, problems: &mut Problems) -> X` that parses it, applies the
+//! defaults and reports every problem as `key: message` through [`Problems`] (the one way to
+//! report; its helpers parse sizes, durations, rates, addresses and readable files).
+//! `validate` below calls the sections in order, then runs the checks that span sections.
+//!
+//! To add a section `[x]`: create `x.rs` with `RawX` and `validate_x`, add `x: RawX` (with
+//! `#[serde(default)]`, or `Option<RawX>` when its presence means something) to [`RawConfig`],
+//! call `validate_x` in `validate` and put its result in [`Config`]. A key that belongs in an
+//! existing section goes in that section's `RawX` (one field) and can be validated by a
+//! function in a new file that takes the raw section and the problem list.
 
 mod admin;
+pub mod cluster;
 mod link;
+mod listen;
+mod log;
+mod problems;
+mod serve;
+mod upstream;
 
+pub use cluster::{ClusterSettings, LanePart, PortRange, ReadFrom};
 pub use link::LinkSettings;
+pub use listen::{DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_REDIS};
+pub use log::LogSettings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,8 +32,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::log::FsyncPolicy;
-use crate::units::{parse_duration, parse_size};
+use problems::{host_of, Problems};
 
 /// A problem with the configuration; each names the key it is about.
 #[derive(Debug, thiserror::Error)]
@@ -28,75 +48,25 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+/// The whole file as written: top-level keys and one field per section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     name: Option<String>,
     data_dir: Option<PathBuf>,
     #[serde(default)]
-    upstream: RawUpstream,
+    upstream: upstream::RawUpstream,
     #[serde(default)]
-    listen: RawListen,
+    listen: listen::RawListen,
     #[serde(default)]
-    serve: RawServe,
+    serve: serve::RawServe,
     #[serde(default)]
-    log: RawLog,
+    log: log::RawLog,
     tls: Option<link::RawTls>,
     #[serde(default)]
     link: link::RawLink,
     #[serde(default)]
     admin: admin::RawAdmin,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    redis: Option<String>,
-    agent: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    ack: Option<String>,
-    announce_version: Option<String>,
-    tls: Option<bool>,
-    tls_ca: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_server_name: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawListen {
-    redis: Option<String>,
-    admin: Option<String>,
-    agent: Option<String>,
-    redis_tls: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServe {
-    requirepass: Option<String>,
-    username: Option<String>,
-    timeout: Option<String>,
-    max_replicas: Option<usize>,
-    max_connections: Option<usize>,
-    max_agents: Option<usize>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_ca: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    max_bytes: Option<String>,
-    max_age: Option<String>,
-    segment_bytes: Option<String>,
-    fsync: Option<String>,
-    snapshot_after: Option<String>,
-    keep_page_cache: Option<bool>,
 }
 
 /// Where the agent's stream comes from.
@@ -159,24 +129,13 @@ pub struct Config {
     /// Downstream agents at once.
     pub max_agents: usize,
     pub log: LogSettings,
+    /// `upstream.cluster`: follow every shard of a Redis/Valkey Cluster, one lane per shard.
+    pub cluster: Option<ClusterSettings>,
+    /// `listen.shard_ports`: one replica port per lane, in lane-creation order.
+    pub shard_ports: Option<PortRange>,
     /// The bearer token for the admin listener's mutating endpoints (`admin.token_file`).
     pub admin_token: Option<String>,
 }
-
-/// The `[log]` section, in parsed units.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    pub max_bytes: u64,
-    pub max_age: Duration,
-    pub segment_bytes: u64,
-    pub fsync: FsyncPolicy,
-    pub snapshot_after: u64,
-    /// Keep sealed segments in the page cache (default: drop them once written back).
-    pub keep_page_cache: bool,
-}
-
-pub const DEFAULT_LISTEN_REDIS: &str = "127.0.0.1:6380";
-pub const DEFAULT_LISTEN_ADMIN: &str = "127.0.0.1:9187";
 
 impl Config {
     /// Reads and validates a config file.
@@ -209,335 +168,104 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     }
 }
 
-fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
-    let mut problems = Vec::new();
-    let mut bad = |key: &str, msg: String| problems.push(format!("{key}: {msg}"));
-
-    let name = raw.name.unwrap_or_else(|| "georelay".to_string());
+/// The top-level keys: `name` and `data_dir` (anchored at `base`).
+fn validate_top(
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    base: &Path,
+    problems: &mut Problems,
+) -> (String, PathBuf) {
+    let name = name.unwrap_or_else(|| "georelay".to_string());
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        bad(
+        problems.bad(
             "name",
             format!("{name:?} must be non-empty and use only letters, digits, '-', '_' or '.'"),
         );
     }
-    let data_dir = match raw.data_dir {
+    let data_dir = match data_dir {
         Some(d) if !d.as_os_str().is_empty() => base.join(d),
         _ => {
-            bad(
+            problems.bad(
                 "data_dir",
-                "is required (the directory for the log and snapshots)".into(),
+                "is required (the directory for the log and snapshots)",
             );
             PathBuf::new()
         }
     };
+    (name, data_dir)
+}
 
-    let host_port = |v: &str| {
-        v.rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-    };
-    let (redis, agent_addr) = match (raw.upstream.redis, raw.upstream.agent) {
-        (Some(_), Some(_)) => {
-            bad(
-                "upstream.agent",
-                "set either upstream.redis or upstream.agent, not both".into(),
-            );
-            (String::new(), None)
-        }
-        (Some(addr), None) if host_port(&addr) => (addr, None),
-        (None, Some(addr)) if host_port(&addr) => (String::new(), Some(addr)),
-        (Some(addr), None) => {
-            bad("upstream.redis", format!("{addr:?} is not host:port"));
-            (String::new(), None)
-        }
-        (None, Some(addr)) => {
-            bad("upstream.agent", format!("{addr:?} is not host:port"));
-            (String::new(), None)
-        }
-        (None, None) => {
-            bad(
-                "upstream.redis",
-                "is required (host:port of the master to replicate), or upstream.agent (host:port of an upstream agent)".into(),
-            );
-            (String::new(), None)
-        }
-    };
-    let has_credentials = raw.upstream.username.is_some()
-        || raw.upstream.password.is_some()
-        || raw.upstream.password_file.is_some();
-    let password = match (raw.upstream.password, raw.upstream.password_file) {
-        (Some(_), Some(_)) => {
-            bad(
-                "upstream.password_file",
-                "set either upstream.password or upstream.password_file, not both".into(),
-            );
-            None
-        }
-        (Some(p), None) => Some(p),
-        (None, Some(f)) => {
-            let f = base.join(f);
-            match std::fs::read_to_string(&f) {
-                Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => {
-                    bad(
-                        "upstream.password_file",
-                        format!("cannot read {}: {e}", f.display()),
-                    );
-                    None
-                }
-            }
-        }
-        (None, None) => None,
-    };
-    if raw.upstream.username.is_some() && password.is_none() {
-        bad(
-            "upstream.username",
-            "needs upstream.password or upstream.password_file".into(),
-        );
-    }
-    let announce_version = raw.upstream.announce_version.filter(|v| !v.is_empty());
-    if let Some(v) = &announce_version {
-        let parts: Vec<&str> = v.split('.').collect();
-        if parts.len() != 3
-            || parts
-                .iter()
-                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-        {
-            bad(
-                "upstream.announce_version",
-                format!("{v:?} must look like 9.0.0"),
-            );
-        }
-    }
-    let ack = match raw.upstream.ack.as_deref() {
-        None | Some("durable") => AckPolicy::Durable,
-        Some("remote") => AckPolicy::Remote,
-        Some(other) => {
-            bad(
-                "upstream.ack",
-                format!("{other:?} must be durable or remote"),
-            );
-            AckPolicy::Durable
-        }
-    };
-    if agent_addr.is_some() && has_credentials {
-        bad(
-            "upstream.password",
-            "applies to upstream.redis only (agents authenticate with [tls] certificates)".into(),
-        );
-    }
-    if ack == AckPolicy::Remote && raw.listen.agent.is_none() {
-        bad(
+/// Validates every section, then the checks that span sections; all problems at once.
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let mut problems = Problems::default();
+    let (name, data_dir) = validate_top(raw.name, raw.data_dir, base, &mut problems);
+    let cluster = cluster::validate_cluster(&raw.upstream, &mut problems);
+    let shard_ports = cluster::shard_ports(
+        raw.listen.shard_ports.as_deref(),
+        cluster.is_some(),
+        &mut problems,
+    );
+    let upstream = upstream::validate_upstream(raw.upstream, base, &mut problems);
+    let listen = listen::validate_listen(raw.listen, &mut problems);
+    let log = log::validate_log(raw.log, &mut problems);
+    let serve = serve::validate_serve(raw.serve, listen.redis_tls.is_some(), base, &mut problems);
+    let quic = upstream.agent.is_some() || listen.agent.is_some();
+    let (tls, server_name) = link::validate_tls(raw.tls, quic, base, &mut problems);
+    let link = link::validate_link(raw.link, &mut problems);
+    let admin_token = admin::validate_admin(raw.admin, base, &mut problems);
+
+    if upstream.ack == AckPolicy::Remote && listen.agent.is_none() {
+        problems.bad(
             "upstream.ack",
-            "\"remote\" needs listen.agent (downstream agents whose durable offsets are reported)"
-                .into(),
+            "\"remote\" needs listen.agent (downstream agents whose durable offsets are reported)",
         );
     }
-
-    let mut addr = |key: &str, v: Option<String>, default: &str| -> SocketAddr {
-        let text = v.unwrap_or_else(|| default.to_string());
-        text.parse().unwrap_or_else(|_| {
-            bad(key, format!("{text:?} is not an ip:port socket address"));
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        })
-    };
-    let listen_redis = addr("listen.redis", raw.listen.redis, DEFAULT_LISTEN_REDIS);
-    let listen_admin = addr("listen.admin", raw.listen.admin, DEFAULT_LISTEN_ADMIN);
-    let listen_agent = raw.listen.agent.map(|a| addr("listen.agent", Some(a), ""));
-    let listen_redis_tls = raw
-        .listen
-        .redis_tls
-        .map(|a| addr("listen.redis_tls", Some(a), ""));
-
-    let size = |key: &str, v: Option<String>, default: &str, problems: &mut Vec<String>| -> u64 {
-        parse_size(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
-            problems.push(format!("{key}: {e}"));
-            0
-        })
-    };
-    let dur =
-        |key: &str, v: Option<String>, default: &str, problems: &mut Vec<String>| -> Duration {
-            parse_duration(v.as_deref().unwrap_or(default)).unwrap_or_else(|e| {
-                problems.push(format!("{key}: {e}"));
-                Duration::ZERO
-            })
-        };
-    let max_bytes = size("log.max_bytes", raw.log.max_bytes, "10GiB", &mut problems);
-    let segment_bytes = size(
-        "log.segment_bytes",
-        raw.log.segment_bytes,
-        "64MiB",
-        &mut problems,
-    );
-    let snapshot_after = size(
-        "log.snapshot_after",
-        raw.log.snapshot_after,
-        "0",
-        &mut problems,
-    );
-    let max_age = dur("log.max_age", raw.log.max_age, "7d", &mut problems);
-    let serve_timeout = dur("serve.timeout", raw.serve.timeout, "60s", &mut problems);
-    if segment_bytes < 4096 {
-        problems.push("log.segment_bytes: must be at least 4KiB".into());
-    }
-    if max_bytes < segment_bytes.saturating_mul(2) {
-        problems.push("log.max_bytes: must be at least twice log.segment_bytes".into());
-    }
-    if serve_timeout < Duration::from_secs(1) {
-        problems.push("serve.timeout: must be at least 1s".into());
-    }
-    // Refresh the snapshot once the log since it exceeds half the budget, by default.
-    let snapshot_after = if snapshot_after == 0 {
-        max_bytes / 2
-    } else {
-        snapshot_after
-    };
-    let fsync = match raw.log.fsync.as_deref().unwrap_or("everysec") {
-        "always" => FsyncPolicy::Always,
-        "everysec" => FsyncPolicy::EverySec,
-        "no" => FsyncPolicy::No,
-        other => {
-            problems.push(format!(
-                "log.fsync: {other:?} must be always, everysec or no"
-            ));
-            FsyncPolicy::EverySec
-        }
-    };
-    let max_replicas = raw.serve.max_replicas.unwrap_or(64);
-    let max_connections = raw.serve.max_connections.unwrap_or(1024);
-    let max_agents = raw.serve.max_agents.unwrap_or(16);
-    if max_connections < max_replicas {
-        problems.push("serve.max_connections: must be at least serve.max_replicas".into());
-    }
-    if max_agents == 0 {
-        problems.push("serve.max_agents: must be at least 1".into());
-    }
-    let username = raw.serve.username.unwrap_or_else(|| "default".to_string());
-    if username.is_empty() || username.contains(char::is_whitespace) {
-        problems.push("serve.username: must be a non-empty name without spaces".into());
-    }
-    if username != "default" && raw.serve.requirepass.as_deref().unwrap_or("").is_empty() {
-        problems.push("serve.username: needs serve.requirepass".into());
-    }
-    if max_replicas == 0 {
-        problems.push("serve.max_replicas: must be at least 1".into());
-    }
-
-    let readable = |key: &str, p: Option<PathBuf>, problems: &mut Vec<String>| -> Option<PathBuf> {
-        let p = base.join(p?);
-        if let Err(e) = std::fs::File::open(&p) {
-            problems.push(format!("{key}: cannot read {}: {e}", p.display()));
-        }
-        Some(p)
-    };
-    let upstream_tls = if raw.upstream.tls.unwrap_or(false) {
-        let ca = readable("upstream.tls_ca", raw.upstream.tls_ca, &mut problems);
-        if ca.is_none() {
-            problems.push("upstream.tls_ca: is required with upstream.tls = true".into());
-        }
-        let cert = readable("upstream.tls_cert", raw.upstream.tls_cert, &mut problems);
-        let key = readable("upstream.tls_key", raw.upstream.tls_key, &mut problems);
-        if cert.is_some() != key.is_some() {
-            problems.push(
-                "upstream.tls_key: set both upstream.tls_cert and upstream.tls_key, or neither"
-                    .into(),
-            );
-        }
-        let host = redis
-            .rsplit_once(':')
-            .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
-            .unwrap_or_default();
-        Some(crate::redistls::ClientTls {
-            ca: ca.unwrap_or_default(),
-            cert,
-            key,
-            server_name: raw.upstream.tls_server_name.unwrap_or(host),
-        })
-    } else {
-        None
-    };
-    let serve_tls = match (listen_redis_tls, raw.serve.tls_cert, raw.serve.tls_key) {
-        (None, None, None) => None,
-        (Some(_), Some(cert), Some(key)) => Some(crate::redistls::ServerTls {
-            cert: readable("serve.tls_cert", Some(cert), &mut problems).unwrap_or_default(),
-            key: readable("serve.tls_key", Some(key), &mut problems).unwrap_or_default(),
-            ca: readable("serve.tls_ca", raw.serve.tls_ca, &mut problems),
-        }),
-        (Some(_), _, _) => {
-            problems.push(
-                "serve.tls_cert: listen.redis_tls needs serve.tls_cert and serve.tls_key".into(),
-            );
-            None
-        }
-        (None, _, _) => {
-            problems.push("listen.redis_tls: serve.tls_cert/serve.tls_key are set but listen.redis_tls is not".into());
-            None
-        }
-    };
-    let quic = agent_addr.is_some() || listen_agent.is_some();
-    let (tls, server_name) = link::tls(raw.tls, quic, base, &mut problems);
-    let link = link::link(raw.link, &mut problems);
-    let admin_token = admin::admin(raw.admin, base, &mut problems);
-    let source = match agent_addr {
-        Some(addr) => {
-            let host = addr
-                .rsplit_once(':')
-                .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
-                .unwrap_or_default();
-            Source::Agent {
-                addr,
-                server_name: server_name.unwrap_or(host),
-            }
-        }
+    let source = match upstream.agent {
+        Some(addr) => Source::Agent {
+            server_name: server_name.unwrap_or_else(|| host_of(&addr)),
+            addr,
+        },
         None => Source::Redis,
     };
 
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems));
+        return Err(ConfigError::Invalid(problems.into_lines()));
     }
     Ok(Config {
         name,
         data_dir,
         source,
-        ack,
-        listen_agent,
-        upstream_tls,
-        listen_redis_tls,
-        serve_tls,
+        ack: upstream.ack,
+        upstream: upstream.redis,
+        upstream_tls: upstream.tls,
+        listen_agent: listen.agent,
+        listen_redis_tls: listen.redis_tls,
+        listen_redis: listen.redis,
+        listen_admin: listen.admin,
+        admin_token,
+        serve_tls: serve.tls,
+        requirepass: serve.requirepass,
+        serve_timeout: serve.timeout,
+        max_replicas: serve.max_replicas,
+        username: serve.username,
+        max_connections: serve.max_connections,
+        max_agents: serve.max_agents,
         tls,
         link,
-        upstream: UpstreamConfig {
-            redis,
-            username: raw.upstream.username,
-            password,
-            announce_version,
-        },
-        listen_redis,
-        listen_admin,
-        admin_token,
-        requirepass: raw.serve.requirepass.filter(|p| !p.is_empty()),
-        serve_timeout,
-        max_replicas,
-        username,
-        max_connections,
-        max_agents,
-        log: LogSettings {
-            max_bytes,
-            max_age,
-            segment_bytes,
-            fsync,
-            snapshot_after,
-            keep_page_cache: raw.log.keep_page_cache.unwrap_or(false),
-        },
+        log,
+        cluster,
+        shard_ports,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::FsyncPolicy;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/georelay/test.toml"))

@@ -4,6 +4,7 @@
 //! - [`compress`]: zstd for log payloads with bounded output.
 //! - [`quic`] and [`tls`]: quinn endpoints; every peer presents a certificate of the deployment CA.
 //! - [`stream`]: frames over a QUIC stream (read and write halves).
+//! - [`control`]: the control stream (slot map downstream), codec and sans-IO state machines.
 //! - [`certs`]: `georelay certs init`, a dev CA and node certificates.
 //!
 //! Errors: [`FrameError`] for malformed wire data (frames and compressed payloads),
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 pub mod certs;
 pub mod compress;
+pub mod control;
 pub mod frame;
 pub mod quic;
 pub mod stream;

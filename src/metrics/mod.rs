@@ -467,7 +467,7 @@ impl Metrics {
         let mut families = self.registry.gather();
         for lane in self.lanes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             for f in lane.registry.gather() {
-                match families.iter_mut().find(|g| g.get_name() == f.get_name()) {
+                match families.iter_mut().find(|g| g.name() == f.name()) {
                     Some(g) => g.mut_metric().extend(f.get_metric().iter().cloned()),
                     None => families.push(f),
                 }

@@ -2,6 +2,8 @@
 //! replicas, and the shared context.
 
 pub mod agent;
+pub mod cluster;
+pub mod cluster_port;
 pub mod feed;
 pub mod info;
 pub mod peers;
