@@ -17,6 +17,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Parsed once at start-up, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run an agent.

@@ -119,10 +119,10 @@ async fn upstream_get(State(st): State<AdminState>) -> Response {
     json(StatusCode::OK, &status::collect(&st.node).upstream)
 }
 
-/// Checks the bearer token; the error is the response to send.
-fn authorize(st: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token; `Some` is the refusal to send.
+fn refusal(st: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let Some(want) = &st.token else {
-        return Err(text(
+        return Some(text(
             StatusCode::FORBIDDEN,
             "mutating admin endpoints are disabled: set admin.token_file in the agent's config\n",
         ));
@@ -133,9 +133,9 @@ fn authorize(st: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), want.as_bytes()) => Ok(()),
-        Some(_) => Err(unauthorized("wrong bearer token\n")),
-        None => Err(unauthorized(
+        Some(g) if constant_time_eq(g.as_bytes(), want.as_bytes()) => None,
+        Some(_) => Some(unauthorized("wrong bearer token\n")),
+        None => Some(unauthorized(
             "this endpoint needs \"Authorization: Bearer <token from admin.token_file>\"\n",
         )),
     }
@@ -164,7 +164,7 @@ fn repoint_failure(e: RepointError) -> Response {
 }
 
 async fn upstream_post(State(st): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Some(r) = refusal(&st, &headers) {
         return r;
     }
     let req = match RepointRequest::parse(&body) {
@@ -184,7 +184,7 @@ async fn upstream_post(State(st): State<AdminState>, headers: HeaderMap, body: B
 }
 
 async fn upstream_delete(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Some(r) = refusal(&st, &headers) {
         return r;
     }
     let (reply, rx) = oneshot::channel();
