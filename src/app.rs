@@ -231,6 +231,7 @@ fn spawn_serving(
             log: core.log.clone(),
             metrics: core.metrics.clone(),
             peers: core.peers.clone(),
+            lanes: Default::default(),
             max_agents: cfg.max_agents,
             link: cfg.link.clone(),
             shutdown: shutdown.clone(),
@@ -250,6 +251,7 @@ fn spawn_serving(
         connections: Arc::default(),
         upstream: active.read().map(|a| a.addr.clone()).unwrap_or_default(),
         shutdown: shutdown.clone(),
+        port: Arc::default(),
     };
     if let Some((listener, acceptor)) = bound.replica_tls {
         tasks.spawn(
