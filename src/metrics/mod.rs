@@ -386,7 +386,29 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.init_known_labels();
         Ok(Arc::new(m))
+    }
+
+    /// Exports the counters with known label values at 0 from the start, so "no full sync
+    /// yet" reads as a 0 sample rather than an absent family (and a query or test that
+    /// misspells a name finds nothing instead of a plausible 0).
+    fn init_known_labels(&self) {
+        for reason in ["first_sync", "new_epoch"] {
+            self.upstream_full_syncs.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            self.snapshot_refreshes.with_label_values(&[result]);
+        }
+        for kind in ["redis", "agent"] {
+            self.served_full_syncs
+                .with_label_values(&[kind, "first_sync"]);
+            self.served_partial_syncs.with_label_values(&[kind]);
+            self.served_refusals.with_label_values(&[kind, "tls"]);
+        }
+        for reason in ["slow", "timeout"] {
+            self.replicas_dropped.with_label_values(&[reason]);
+        }
     }
 
     /// Refreshes the gauges that mirror the log's state.

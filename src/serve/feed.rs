@@ -316,9 +316,7 @@ async fn check_rdb_version(
     });
     let release = match announced {
         Some(r) => Some(r),
-        None if conn.announced_port => {
-            rdbcheck::probe(&conn.ip, conn.port, ctx.requirepass.as_deref()).await
-        }
+        None if conn.announced_port => rdbcheck::probe(conn.peer.ip(), conn.port).await,
         None => None,
     };
     let have = rdbcheck::header_text(header);
