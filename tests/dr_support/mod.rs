@@ -70,6 +70,7 @@ pub fn counter(a: &Agent, name: &str, labels: &[(&str, &str)]) -> f64 {
         "metric family {name} missing from /metrics"
     );
     crate::support::metric_value(&text, name, labels)
+        .unwrap_or_else(|e| panic!("{name} on admin port {}: {e}", a.admin_port))
 }
 
 /// `INFO` field of a server as a number (panics when missing).
