@@ -63,6 +63,8 @@ struct Core {
     health: Arc<Health>,
     peers: Arc<Peers>,
     replicas: Arc<Replicas>,
+    /// Cluster mode (`upstream.cluster`): the lanes, one per shard.
+    lanes: Option<crate::cluster::run::Lanes>,
 }
 
 /// The sockets, bound before any task starts (so a port in use fails the start).
@@ -130,12 +132,16 @@ fn open(cfg: Config) -> Result<Core, AppError> {
     let fsync_hist = metrics.log_fsync_seconds.clone();
     log.set_fsync_observer(move |d| fsync_hist.observe(d.as_secs_f64()));
     Ok(Core {
-        cfg: Arc::new(cfg),
         log,
         metrics,
         health: Health::new(),
         peers: Arc::new(Peers::default()),
         replicas: Arc::new(Replicas::default()),
+        lanes: cfg
+            .cluster
+            .as_ref()
+            .map(|_| crate::cluster::run::Lanes::default()),
+        cfg: Arc::new(cfg),
     })
 }
 
@@ -190,6 +196,13 @@ async fn spawn_upstream(
     let ov = tokio::task::spawn_blocking(move || repoint::load(&dir))
         .await
         .map_err(|e| AppError::Task(e.to_string()))??;
+    let ov = match ov {
+        Some(o) if core.lanes.is_some() => {
+            tracing::warn!(upstream = %o.upstream, "ignoring the upstream override in data_dir: re-pointing a cluster upstream is not supported yet (clear it by deleting {})", repoint::OVERRIDE_FILE);
+            None
+        }
+        ov => ov,
+    };
     let configured = supervisor::configured(&core.cfg);
     if matches!(configured, UpstreamTarget::Agent { .. })
         || ov
@@ -201,7 +214,10 @@ async fn spawn_upstream(
             .as_ref()
             .ok_or(AppError::NoTls("upstream.agent"))?;
     }
-    let active = Arc::new(RwLock::new(supervisor::active(&configured, ov.as_ref())));
+    let active = Arc::new(RwLock::new(match core.lanes {
+        Some(_) => supervisor::cluster_active(),
+        None => supervisor::active(&configured, ov.as_ref()),
+    }));
     let deps = UpstreamDeps {
         cfg: core.cfg.clone(),
         log: core.log.clone(),
@@ -210,6 +226,7 @@ async fn spawn_upstream(
         peers: core.peers.clone(),
         replica_port: bound.replica_addr.port(),
         active: active.clone(),
+        lanes: core.lanes.clone(),
     };
     let (tx, rx) = mpsc::channel(4);
     tasks.spawn("upstream", supervisor::run(deps, ov, rx, shutdown.clone()));
@@ -271,6 +288,7 @@ fn spawn_serving(
             agent_addr: cfg.listen_agent,
             replicas: core.replicas.clone(),
             peers: core.peers.clone(),
+            cluster: core.lanes.clone(),
         },
         token: cfg.admin_token.as_deref().map(Arc::from),
         repoint: repoint_tx,

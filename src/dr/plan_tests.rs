@@ -37,6 +37,7 @@ fn status(node: &str, kind: UpstreamKind, replica: &str, agent: Option<&str>) ->
         },
         replicas: vec![],
         agents: vec![],
+        shards: vec![],
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use super::repoint::{self, Override, RepointCmd, RepointError, UpstreamTarget};
+use crate::cluster::run::{ClusterCtx, Lanes};
 use crate::config::{AckPolicy, Config, Source};
 use crate::link::quic;
 use crate::log::Log;
@@ -34,6 +35,8 @@ pub struct UpstreamDeps {
     pub replica_port: u16,
     /// The active upstream, as `/status` shows it.
     pub active: Arc<RwLock<ActiveUpstream>>,
+    /// Cluster mode (`upstream.cluster`): the lanes the cluster loop keeps.
+    pub lanes: Option<Lanes>,
 }
 
 /// The config file's upstream.
@@ -63,6 +66,17 @@ pub fn active(target: &UpstreamTarget, ov: Option<&Override>) -> ActiveUpstream 
         server_name,
         overridden: ov.is_some(),
         fenced: ov.and_then(|o| o.fenced.clone()),
+    }
+}
+
+/// The row `/status` shows in cluster mode (the lanes have their own rows under `shards`).
+pub fn cluster_active() -> ActiveUpstream {
+    ActiveUpstream {
+        kind: UpstreamKind::Cluster,
+        addr: "cluster".into(),
+        server_name: None,
+        overridden: false,
+        fenced: None,
     }
 }
 
@@ -215,6 +229,9 @@ pub async fn run(
     mut cmds: mpsc::Receiver<RepointCmd>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let Some(lanes) = deps.lanes.clone() {
+        return run_cluster(deps, lanes, cmds, shutdown).await;
+    }
     let mut target = ov
         .as_ref()
         .map(|o| o.upstream.clone())
@@ -303,4 +320,39 @@ pub async fn run(
         }
     }
     deps.halt(running).await;
+}
+
+/// Cluster mode: the cluster loop follows every shard, moving lanes after failovers itself.
+/// Re-pointing is per lane and not supported yet; `POST`/`DELETE /upstream` say so.
+async fn run_cluster(
+    deps: UpstreamDeps,
+    lanes: Lanes,
+    mut cmds: mpsc::Receiver<RepointCmd>,
+    shutdown: watch::Receiver<bool>,
+) {
+    deps.set_active(cluster_active());
+    let ctx = ClusterCtx {
+        cfg: (*deps.cfg).clone(),
+        metrics: deps.metrics.clone(),
+        health: deps.health.clone(),
+        lanes,
+        slot_map: watch::channel(Default::default()).0,
+    };
+    let lanes_task = crate::cluster::run::run_logged(ctx, shutdown);
+    tokio::pin!(lanes_task);
+    let refuse = || {
+        RepointError::Unusable(
+            "re-pointing a cluster upstream (upstream.cluster) is not supported yet".into(),
+        )
+    };
+    loop {
+        tokio::select! {
+            _ = &mut lanes_task => return,
+            cmd = cmds.recv() => match cmd {
+                Some(RepointCmd::Set { reply, .. }) => { let _ = reply.send(Err(refuse())); }
+                Some(RepointCmd::Clear { reply }) => { let _ = reply.send(Err(refuse())); }
+                None => return lanes_task.await,
+            },
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub enum UpstreamKind {
     Redis,
     /// Another agent over QUIC (`upstream.agent`).
     Agent,
+    /// Every shard of a Redis/Valkey Cluster, one lane each (`upstream.cluster`).
+    Cluster,
 }
 
 impl UpstreamKind {
@@ -26,6 +28,7 @@ impl UpstreamKind {
         match self {
             UpstreamKind::Redis => "redis",
             UpstreamKind::Agent => "agent",
+            UpstreamKind::Cluster => "cluster",
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct NodeState {
     pub agent_addr: Option<SocketAddr>,
     pub replicas: Arc<crate::serve::Replicas>,
     pub peers: Arc<crate::serve::peers::Peers>,
+    /// The lanes, in cluster mode (`upstream.cluster`).
+    pub cluster: Option<crate::cluster::run::Lanes>,
 }
 
 impl NodeState {
@@ -108,6 +113,9 @@ pub struct Status {
     pub log: LogRow,
     pub replicas: Vec<FollowerRow>,
     pub agents: Vec<FollowerRow>,
+    /// Cluster mode: one row per lane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<crate::cluster::status::ShardRow>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -226,6 +234,11 @@ pub fn collect(st: &NodeState) -> Status {
         },
         replicas,
         agents,
+        shards: st
+            .cluster
+            .as_ref()
+            .map(crate::cluster::status::rows)
+            .unwrap_or_default(),
     }
 }
 
@@ -371,6 +384,7 @@ mod tests {
                 last_sync: "full".into(),
             }],
             agents: vec![],
+            shards: vec![],
         };
         let t = render_table(&s);
         assert_eq!(t.lines().count(), 4, "{t}");
