@@ -19,12 +19,14 @@ mod listen;
 mod log;
 mod problems;
 mod serve;
+mod target;
 mod upstream;
 
 pub use cluster::{ClusterSettings, LanePart, PortRange, ReadFrom};
 pub use link::LinkSettings;
 pub use listen::{DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_REDIS};
 pub use log::LogSettings;
+pub use target::{OnUnknown, TargetConfig, TargetEndpoint};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,7 @@ struct RawConfig {
     link: link::RawLink,
     #[serde(default)]
     admin: admin::RawAdmin,
+    target: Option<target::RawTarget>,
 }
 
 /// Where the agent's stream comes from.
@@ -135,6 +138,8 @@ pub struct Config {
     pub shard_ports: Option<PortRange>,
     /// The bearer token for the admin listener's mutating endpoints (`admin.token_file`).
     pub admin_token: Option<String>,
+    /// `[target]`: apply mode (write the stream into a Redis as a client).
+    pub target: Option<TargetConfig>,
 }
 
 impl Config {
@@ -217,6 +222,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let (tls, server_name) = link::validate_tls(raw.tls, quic, base, &mut problems);
     let link = link::validate_link(raw.link, &mut problems);
     let admin_token = admin::validate_admin(raw.admin, base, &mut problems);
+    let target = target::validate_target(raw.target, base, &mut problems);
+    if let Some(t) = &target {
+        target::check_against_upstream(t, &upstream.redis.redis, cluster.is_some(), &mut problems);
+    }
 
     if upstream.ack == AckPolicy::Remote && listen.agent.is_none() {
         problems.bad(
@@ -259,6 +268,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log,
         cluster,
         shard_ports,
+        target,
     })
 }
 
