@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::log::Log;
+
 /// How the upstream last synced this agent; shown in `/status` as `""`, `"partial"` or `"full"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,12 +60,52 @@ impl UpstreamView {
         }
     }
 
+    /// The upstream's head as known here (at least our own) and our lag behind it: bytes not
+    /// durable here, and seconds since the oldest of them was written at the origin.
+    pub fn lag(&self, log: &Log, s: &crate::log::LogStatus, now: u64) -> UpstreamLag {
+        let head = self.head.load(Ordering::Relaxed).max(s.head);
+        let lag_us = if s.durable >= head || s.history.is_empty() {
+            0
+        } else {
+            // The oldest byte not durable here: held but not yet fsynced (exact timestamp), or
+            // not yet received (bounded by the upstream head's timestamp).
+            let ts = log
+                .timestamp_at(s.durable + 1)
+                .unwrap_or_else(|| self.head_ts_us.load(Ordering::Relaxed));
+            if ts == 0 {
+                0
+            } else {
+                now.saturating_sub(ts)
+            }
+        };
+        UpstreamLag {
+            head,
+            bytes: head.saturating_sub(s.durable),
+            seconds: lag_us as f64 / 1e6,
+        }
+    }
+
+    /// Forgets the previous upstream's position (after a re-point to another upstream).
+    pub fn forget(&self) {
+        self.head.store(0, Ordering::Relaxed);
+        self.head_ts_us.store(0, Ordering::Relaxed);
+        self.heard_us.store(0, Ordering::Relaxed);
+    }
+
     pub fn heard(&self, head: u64, head_ts_us: u64) {
         self.head.fetch_max(head, Ordering::Relaxed);
         self.head_ts_us.fetch_max(head_ts_us, Ordering::Relaxed);
         self.heard_us
             .store(crate::clock::now_us(), Ordering::Relaxed);
     }
+}
+
+/// The upstream's head and this node's lag behind it, from [`UpstreamView::lag`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpstreamLag {
+    pub head: u64,
+    pub bytes: u64,
+    pub seconds: f64,
 }
 
 /// Health flags behind `/healthz` and `/readyz`.

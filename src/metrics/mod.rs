@@ -7,7 +7,7 @@ mod reg;
 pub mod status;
 pub mod wire;
 
-pub use health::{Health, LastSync, UpstreamView};
+pub use health::{Health, LastSync, UpstreamLag, UpstreamView};
 use reg::{counter, counter_vec, fgauge, fgauge_vec, gauge, gauge_vec};
 
 use std::sync::atomic::Ordering;
@@ -332,25 +332,11 @@ impl Metrics {
         );
         self.log_corruptions_total.set(s.corruptions_total as i64);
         let up = &self.upstream_view;
-        let up_head = up.head.load(Ordering::Relaxed).max(s.head);
-        self.upstream_head_offset.set(up_head as i64);
-        self.lag_bytes.set(up_head.saturating_sub(s.durable) as i64);
         let now = crate::clock::now_us();
-        let lag_us = if s.durable >= up_head || s.history.is_empty() {
-            0
-        } else {
-            // The oldest byte not durable here: held but not yet fsynced (exact timestamp), or
-            // not yet received (bounded by the upstream head's timestamp).
-            let ts = log
-                .timestamp_at(s.durable + 1)
-                .unwrap_or_else(|| up.head_ts_us.load(Ordering::Relaxed));
-            if ts == 0 {
-                0
-            } else {
-                now.saturating_sub(ts)
-            }
-        };
-        self.lag_seconds.set(lag_us as f64 / 1e6);
+        let lag = up.lag(log, &s, now);
+        self.upstream_head_offset.set(lag.head as i64);
+        self.lag_bytes.set(lag.bytes as i64);
+        self.lag_seconds.set(lag.seconds);
         let heard = up.heard_us.load(Ordering::Relaxed);
         if heard > 0 {
             self.upstream_heartbeat_age_seconds
