@@ -94,7 +94,7 @@ impl OriginCache {
             }
         }
         let path = snap.path.clone();
-        let rel = tokio::task::spawn_blocking(move || OriginRelease::read(&path))
+        let rel = crate::log::blocking(move || OriginRelease::read(&path))
             .await
             .ok()
             .flatten();

@@ -12,6 +12,7 @@
 //! [`LogReader`] exists; dropping the last one runs a final fsync pass and stops the thread.
 
 mod fsutil;
+mod io;
 mod reader;
 pub mod record;
 mod recovery;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use io::{blocking, AsyncSnapshot, PooledFile, READER_THREAD, WRITER_THREAD};
 pub use reader::{join_pieces, Chunk, LogReader};
 pub use snapshot::SnapshotWriter;
 
@@ -150,6 +152,8 @@ pub enum LogError {
     BadState { path: PathBuf, detail: String },
     #[error("snapshot replid is not valid at the snapshot offset in the current replid history")]
     ReplidInvalid,
+    #[error("the log's file thread stopped (a job panicked, or the log is closing)")]
+    Stopped,
 }
 
 /// How many recent (offset, timestamp) record starts are kept for exact lag lookups.
@@ -186,6 +190,8 @@ pub(crate) struct Shared {
     head_tx: watch::Sender<u64>,
     epoch_tx: watch::Sender<u64>,
     sync: Arc<SyncCore>,
+    /// Runs the log's mutations, in order, off the tokio workers.
+    writer: io::Worker,
 }
 
 impl Drop for Shared {
@@ -241,6 +247,7 @@ impl Log {
         let inner = recovery::recover(&cfg)?;
         let sync = SyncCore::new(cfg.fsync, inner.head);
         sync.spawn().map_err(fsutil::io_err(&cfg.dir))?;
+        let writer = io::Worker::spawn(io::WRITER_THREAD).map_err(fsutil::io_err(&cfg.dir))?;
         let (head_tx, _) = watch::channel(inner.head);
         let (epoch_tx, _) = watch::channel(inner.state.epoch);
         Ok(Log {
@@ -250,6 +257,7 @@ impl Log {
                 head_tx,
                 epoch_tx,
                 sync,
+                writer,
             }),
         })
     }
@@ -347,9 +355,13 @@ impl Log {
         self.shared.epoch_tx.subscribe()
     }
 
-    /// Final fsync of everything written, in the caller's thread; stops the sync thread.
+    /// Final fsync of everything written (on the writer thread, after what was asked before;
+    /// this thread waits); stops the sync thread.
     pub fn close(&self) -> Result<(), LogError> {
-        self.shared.sync.sync_now();
+        let sync = Arc::clone(&self.shared.sync);
+        if self.on_writer_blocking(move |_| sync.sync_now()).is_err() {
+            self.shared.sync.sync_now();
+        }
         self.shared.sync.shutdown();
         Ok(())
     }

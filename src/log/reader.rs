@@ -1,10 +1,10 @@
-//! Tailing readers: each has its own cursor, preads segment files itself, returns chunks that
-//! start exactly at the cursor, waits on the head watch when caught up, and turns a bad record
-//! into a corruption barrier instead of serving it.
+//! Tailing readers: each has its own cursor, preads segment files (on the log's reader pool,
+//! never on a tokio worker), returns chunks that start exactly at the cursor, waits on the head
+//! watch when caught up, and turns a bad record into a corruption barrier instead of serving it.
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
@@ -46,14 +46,32 @@ struct Cached {
 
 /// A cursor over the log. Memory: one read block (≈ max(max, 64 KiB)) plus one record.
 pub struct LogReader {
+    head_rx: watch::Receiver<u64>,
+    /// Next offset to return (the cursor may be ahead of it by a read not yet taken).
+    position: u64,
+    cursor: Arc<Mutex<Cursor>>,
+    /// A read running on the reader pool; its result waits in `Cursor::ready`. Kept across a
+    /// cancelled `next_pieces` so no read is lost or done twice.
+    inflight: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+type Read = Result<Option<Vec<Chunk>>, LogError>;
+
+/// The reader's file state, used on the reader pool.
+struct Cursor {
     shared: Arc<Shared>,
     epoch: u64,
     cursor: u64,
-    head_rx: watch::Receiver<u64>,
     file: Option<(u64, File)>,
     /// Record start for the next sequential read: (segment first, pos, record offset).
     hint: Option<(u64, u64, u64)>,
     cached: Option<Cached>,
+    /// The result of the last pool read, not yet taken.
+    ready: Option<Read>,
+}
+
+fn lock(c: &Mutex<Cursor>) -> MutexGuard<'_, Cursor> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Inner {
@@ -140,13 +158,18 @@ impl Log {
             return Err(LogError::Gone { offset: from });
         }
         Ok(LogReader {
-            shared: Arc::clone(&self.shared),
-            epoch: g.state.epoch,
-            cursor: from,
             head_rx: self.shared.head_tx.subscribe(),
-            file: None,
-            hint: None,
-            cached: None,
+            position: from,
+            cursor: Arc::new(Mutex::new(Cursor {
+                shared: Arc::clone(&self.shared),
+                epoch: g.state.epoch,
+                cursor: from,
+                file: None,
+                hint: None,
+                cached: None,
+                ready: None,
+            })),
+            inflight: None,
         })
     }
 }
@@ -206,7 +229,7 @@ fn fetch(
 impl LogReader {
     /// Next offset to return.
     pub fn position(&self) -> u64 {
-        self.cursor
+        self.position
     }
 
     /// Wait until at least one byte is available, then return up to `max` bytes.
@@ -215,26 +238,71 @@ impl LogReader {
     }
 
     /// Like [`next`](Self::next), but as the records' own buffers, uncopied: consecutive
-    /// pieces, each within one record (so with that record's timestamp).
+    /// pieces, each within one record (so with that record's timestamp). The reads run on the
+    /// log's reader pool. Cancel-safe: a read cut short by a dropped call is returned by the
+    /// next one.
     pub async fn next_pieces(&mut self, max: usize) -> Result<Vec<Chunk>, LogError> {
         loop {
-            self.head_rx.borrow_and_update();
-            if let Some(c) = self.try_pieces(max)? {
-                return Ok(c);
+            if self.inflight.is_none() {
+                // Seen before reading, so a head change during the read wakes the wait below.
+                self.head_rx.borrow_and_update();
+                let cursor = Arc::clone(&self.cursor);
+                let (done, rx) = tokio::sync::oneshot::channel();
+                super::io::submit_read(move || {
+                    let mut c = lock(&cursor);
+                    if c.ready.is_none() {
+                        let r = c.try_pieces(max);
+                        c.ready = Some(r);
+                    }
+                    drop(c);
+                    let _ = done.send(());
+                })?;
+                self.inflight = Some(rx);
+            }
+            if let Some(rx) = self.inflight.as_mut() {
+                // An Err means the job died (a panic): `ready` then stays empty.
+                let _ = rx.await;
+            }
+            self.inflight = None;
+            let ready = lock(&self.cursor).ready.take();
+            match ready {
+                Some(Ok(Some(pieces))) => return Ok(self.deliver(pieces)),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(LogError::Stopped),
             }
             if self.head_rx.changed().await.is_err() {
                 return Err(LogError::Gone {
-                    offset: self.cursor,
+                    offset: self.position,
                 });
             }
         }
     }
 
-    /// Up to `max` bytes from the cursor, or `None` when caught up. Never waits.
-    pub fn try_next(&mut self, max: usize) -> Result<Option<Chunk>, LogError> {
-        Ok(self.try_pieces(max)?.map(join_pieces))
+    fn deliver(&mut self, pieces: Vec<Chunk>) -> Vec<Chunk> {
+        if let Some(last) = pieces.last() {
+            self.position = last.offset + last.data.len() as u64;
+        }
+        pieces
     }
 
+    /// Up to `max` bytes from the cursor, or `None` when caught up. Never waits; reads in the
+    /// caller's thread (for tools and tests, not for tokio workers).
+    pub fn try_next(&mut self, max: usize) -> Result<Option<Chunk>, LogError> {
+        if self.inflight.is_some() {
+            return Ok(None);
+        }
+        let mut c = lock(&self.cursor);
+        let r = match c.ready.take() {
+            Some(r) => r,
+            None => c.try_pieces(max),
+        };
+        drop(c);
+        Ok(r?.map(|p| join_pieces(self.deliver(p))))
+    }
+}
+
+impl Cursor {
     /// [`try_next`](Self::try_next) as uncopied pieces (never an empty list).
     fn try_pieces(&mut self, max: usize) -> Result<Option<Vec<Chunk>>, LogError> {
         let max = max.max(1);

@@ -225,7 +225,14 @@ impl Log {
     }
 
     /// Retention: delete what size/age limits allow without breaking the newest snapshot.
+    /// Runs on the log's writer thread (the calling thread waits), so its deletes never run
+    /// on a tokio thread; async callers use [`Log::maintain_async`].
     pub fn maintain(&self) -> Result<(), LogError> {
+        self.on_writer_blocking(|l| l.maintain_here())?
+    }
+
+    /// Retention in the calling thread.
+    pub(crate) fn maintain_here(&self) -> Result<(), LogError> {
         self.shared.lock().maintain(&self.shared.cfg, now_us())
     }
 

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
@@ -473,30 +472,26 @@ async fn send_snapshot(
         path: snap.path.clone(),
         source,
     };
-    let mut file = tokio::fs::File::open(&snap.path).await.map_err(snap_err)?;
+    // Read on the log's reader pool, never on a tokio worker.
+    let mut file = crate::log::PooledFile::open(&snap.path, from)
+        .await
+        .map_err(snap_err)?;
     if from > 0 {
         tracing::info!(peer = %name, "resuming the snapshot transfer at byte {from} of {}", snap.size);
-        use tokio::io::AsyncSeekExt;
-        file.seek(std::io::SeekFrom::Start(from))
-            .await
-            .map_err(snap_err)?;
     }
     let mut left = snap.size - from;
     while left > 0 {
-        let mut buf = bytes::BytesMut::with_capacity(SNAPSHOT_CHUNK);
         let want = (left as usize).min(SNAPSHOT_CHUNK);
+        let mut buf = bytes::BytesMut::with_capacity(want);
         while buf.len() < want {
-            let n = (&mut file)
-                .take((want - buf.len()) as u64)
-                .read_buf(&mut buf)
-                .await
-                .map_err(snap_err)?;
-            if n == 0 {
+            let got = file.read(want - buf.len()).await.map_err(snap_err)?;
+            if got.is_empty() {
                 return Err(snap_err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "snapshot shorter than recorded",
                 )));
             }
+            buf.extend_from_slice(&got);
         }
         left -= buf.len() as u64;
         ctx.metrics

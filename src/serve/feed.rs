@@ -387,34 +387,30 @@ async fn send_file(
     snap: &SnapshotMeta,
     limit: Duration,
 ) -> Result<(), ServeError> {
-    let mut file = tokio::fs::File::open(&snap.path).await.map_err(|e| {
+    let io = |source| {
         ServeError::Log(LogError::Io {
             path: snap.path.clone(),
-            source: e,
+            source,
         })
-    })?;
+    };
+    // Read on the log's reader pool, never on a tokio worker.
+    let mut file = crate::log::PooledFile::open(&snap.path, 0)
+        .await
+        .map_err(io)?;
     wr.write_all(format!("${}\r\n", snap.size).as_bytes())
         .await?;
     let mut left = snap.size;
-    let mut buf = vec![0u8; RDB_CHUNK];
     while left > 0 {
         let want = (left as usize).min(RDB_CHUNK);
-        let n = file.read(&mut buf[..want]).await.map_err(|e| {
-            ServeError::Log(LogError::Io {
-                path: snap.path.clone(),
-                source: e,
-            })
-        })?;
+        let buf = file.read(want).await.map_err(io)?;
+        let n = buf.len();
         if n == 0 {
-            return Err(ServeError::Log(LogError::Io {
-                path: snap.path.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "snapshot shorter than its recorded size",
-                ),
-            }));
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "snapshot shorter than its recorded size",
+            )));
         }
-        timeout(limit, wr.write_all(&buf[..n]))
+        timeout(limit, wr.write_all(&buf))
             .await
             .map_err(|_| ServeError::Dropped("replica stalled during RDB transfer"))??;
         left -= n as u64;

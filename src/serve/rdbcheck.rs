@@ -123,9 +123,15 @@ pub fn header_text(header: RdbHeader) -> String {
 
 /// Reads the 9-byte header of a stored snapshot.
 pub async fn read_header(path: &Path) -> std::io::Result<RdbHeader> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut head = [0u8; 9];
-    file.read_exact(&mut head).await?;
+    let path = path.to_path_buf();
+    let head = crate::log::blocking(move || {
+        use std::io::Read;
+        let mut head = [0u8; 9];
+        std::fs::File::open(&path)?.read_exact(&mut head)?;
+        Ok::<_, std::io::Error>(head)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))??;
     rdb::parse_header(&head)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }

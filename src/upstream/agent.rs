@@ -16,7 +16,7 @@ use crate::link::client::{self, ConnectError, LinkConn};
 use crate::link::down::{Down, DownAction, DownError, Mode, Transfer};
 use crate::link::proto::acks_received;
 use crate::link::{negotiated_alpn, CloseCode, FrameWriter, LinkError};
-use crate::log::{SnapshotMeta, SnapshotWriter};
+use crate::log::{AsyncSnapshot, SnapshotMeta};
 use crate::metrics::{Health, Metrics};
 use crate::rdb::RdbVerifier;
 use crate::{clock::now_us, log::Log};
@@ -189,7 +189,7 @@ pub async fn fetch_lane_snapshot(
 #[derive(Default)]
 pub struct Held {
     transfer: Option<Transfer>,
-    file: Option<(SnapshotWriter, RdbVerifier)>,
+    file: Option<(AsyncSnapshot, RdbVerifier)>,
 }
 
 async fn stream(
@@ -268,7 +268,7 @@ async fn apply(
                     tracing::warn!(upstream = %ctx.addr, "upstream agent could not resume this log ({}): starting a new epoch", t.reason);
                 }
                 held.file = None;
-                held.file = Some((ctx.log.begin_snapshot()?, RdbVerifier::new()));
+                held.file = Some((AsyncSnapshot::begin(&ctx.log).await?, RdbVerifier::new()));
             }
             DownAction::ResumeSnapshot { from } => {
                 if held.file.as_ref().map(|f| f.0.written()) != Some(from) {
@@ -287,27 +287,28 @@ async fn apply(
                     ));
                 };
                 verifier.feed(&data);
-                if let Err(e) = file.write(&data) {
+                let n = data.len() as u64;
+                if let Err(e) = file.write(data).await {
                     // A part-written chunk cannot be resumed from.
                     held.file = None;
                     return Err(e.into());
                 }
                 m.link_stream_bytes
                     .with_label_values(&["upstream", "received"])
-                    .inc_by(data.len() as u64);
+                    .inc_by(n);
             }
             DownAction::FinishSnapshot {
                 transfer,
                 refresh,
                 first_sync,
             } => {
-                let meta = finish(held.file.take(), &transfer)?;
+                let meta = finish(held.file.take(), &transfer).await?;
                 if refresh {
                     let offset = meta.offset;
-                    ctx.log.add_snapshot(meta)?;
+                    ctx.log.add_snapshot_async(meta).await?;
                     return Ok(Some(offset));
                 }
-                ctx.log.start_epoch(meta)?;
+                ctx.log.start_epoch_async(meta).await?;
                 let reason = if first_sync {
                     "first_sync"
                 } else {
@@ -319,7 +320,7 @@ async fn apply(
             DownAction::DropSnapshot => held.file = None,
             DownAction::Append { data, timestamp_us } => {
                 let n = data.len() as u64;
-                ctx.log.append(data, timestamp_us)?;
+                ctx.log.append_async(data, timestamp_us).await?;
                 m.upstream_stream_bytes.inc_by(n);
                 m.link_stream_bytes
                     .with_label_values(&["upstream", "received"])
@@ -327,7 +328,7 @@ async fn apply(
             }
             DownAction::SwitchReplid { replid, start } => {
                 tracing::info!(upstream = %ctx.addr, "replid switch to {replid} at offset {start}");
-                ctx.log.switch_replid(&replid)?;
+                ctx.log.switch_replid_async(replid.clone()).await?;
                 m.upstream_replid_switches.inc();
             }
             DownAction::Online { full } => {
@@ -351,8 +352,8 @@ async fn apply(
 }
 
 /// Checks the RDB's CRC, fsyncs and names the snapshot (size was checked by the machine).
-fn finish(
-    file: Option<(SnapshotWriter, RdbVerifier)>,
+async fn finish(
+    file: Option<(AsyncSnapshot, RdbVerifier)>,
     t: &Transfer,
 ) -> Result<SnapshotMeta, UpstreamError> {
     let (writer, verifier) =
@@ -372,9 +373,9 @@ fn finish(
             "snapshot from upstream agent fails its CRC-64 check".into(),
         ));
     }
-    Ok(tokio::task::block_in_place(|| {
-        writer.finish(&t.replid, t.offset, version, crc_ok)
-    })?)
+    Ok(writer
+        .finish(t.replid.clone(), t.offset, version, crc_ok)
+        .await?)
 }
 
 fn online(ctx: &AgentUpstreamCtx, streamed: &mut bool) {

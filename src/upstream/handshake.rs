@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::conn::Conn;
 use super::UpstreamError;
 use crate::config::UpstreamConfig;
-use crate::log::{Log, SnapshotMeta, SnapshotWriter};
+use crate::log::{AsyncSnapshot, Log, SnapshotMeta};
 use crate::rdb::{self, EofMark, RdbVerifier, TransferHeader};
 use crate::resp;
 
@@ -149,7 +149,7 @@ fn classify_error(reply: &str, what: &str) -> UpstreamError {
 
 /// What was received besides the file itself.
 pub struct ReceivedRdb {
-    pub writer: SnapshotWriter,
+    pub writer: AsyncSnapshot,
     pub version: u32,
     pub crc_ok: Option<bool>,
     /// True for a `$EOF:` (diskless) transfer, after which the master waits for our ACK.
@@ -172,7 +172,7 @@ pub async fn receive_rdb(
             UpstreamError::Protocol(format!("RDB transfer from {}: {e}", conn.addr))
         })?;
     };
-    let mut writer = log.begin_snapshot()?;
+    let mut writer = AsyncSnapshot::begin(log).await?;
     let mut tail = RdbVerifier::new();
     let eof_mode = match header {
         TransferHeader::Len(len) => {
@@ -182,9 +182,9 @@ pub async fn receive_rdb(
                     conn.fill(idle).await?;
                 }
                 let take = (conn.buf.len() as u64).min(left) as usize;
-                let piece = conn.buf.split_to(take);
+                let piece = conn.buf.split_to(take).freeze();
                 tail.feed(&piece);
-                writer.write(&piece)?;
+                writer.write(piece.clone()).await?;
                 left -= take as u64;
             }
             false
@@ -195,14 +195,14 @@ pub async fn receive_rdb(
                 if conn.buf.is_empty() {
                     conn.fill(idle).await?;
                 }
-                let piece = conn.buf.split();
+                let piece = conn.buf.split().freeze();
                 tail.feed(&piece);
-                writer.write(&piece)?;
+                writer.write(piece.clone()).await?;
                 if detector.feed(&piece) {
                     break;
                 }
             }
-            writer.truncate_tail(40)?;
+            writer.truncate_tail(40).await?;
             tail.drop_last(40);
             true
         }
@@ -222,11 +222,16 @@ pub async fn receive_rdb(
 }
 
 /// Finishes a received snapshot under the replid/offset it belongs to.
-pub fn finish(rdb: ReceivedRdb, replid: &str, offset: u64) -> Result<SnapshotMeta, UpstreamError> {
-    // finish() fsyncs the whole RDB: keep that off the async worker.
-    Ok(tokio::task::block_in_place(|| {
-        rdb.writer.finish(replid, offset, rdb.version, rdb.crc_ok)
-    })?)
+/// The fsync of the whole RDB runs on the log's writer thread, off the async workers.
+pub async fn finish(
+    rdb: ReceivedRdb,
+    replid: &str,
+    offset: u64,
+) -> Result<SnapshotMeta, UpstreamError> {
+    Ok(rdb
+        .writer
+        .finish(replid.to_string(), offset, rdb.version, rdb.crc_ok)
+        .await?)
 }
 
 #[cfg(test)]

@@ -128,9 +128,9 @@ async fn session(ctx: &UpstreamCtx, phase: &mut Phase) -> Result<(), UpstreamErr
             }
             let rdb = handshake::receive_rdb(&mut conn, &ctx.log, STREAM_IDLE_TIMEOUT).await?;
             ack_now = rdb.eof_mode;
-            let meta = handshake::finish(rdb, &replid, offset)?;
+            let meta = handshake::finish(rdb, &replid, offset).await?;
             tracing::info!(size = meta.size, rdb_version = meta.rdb_version, crc_ok = ?meta.crc_ok, "snapshot stored; new epoch at offset {offset}");
-            ctx.log.start_epoch(meta)?;
+            ctx.log.start_epoch_async(meta).await?;
             ctx.metrics
                 .upstream_full_syncs
                 .with_label_values(&[reason])
@@ -143,7 +143,7 @@ async fn session(ctx: &UpstreamCtx, phase: &mut Phase) -> Result<(), UpstreamErr
                     "upstream replid switched {old} -> {new} at offset {}",
                     head + 1
                 );
-                ctx.log.switch_replid(&new)?;
+                ctx.log.switch_replid_async(new.clone()).await?;
                 ctx.metrics.upstream_replid_switches.inc();
             }
             ctx.metrics.upstream_partial_syncs.inc();
@@ -153,7 +153,7 @@ async fn session(ctx: &UpstreamCtx, phase: &mut Phase) -> Result<(), UpstreamErr
     }
     // The master's release, named by its RDB's aux fields, tells whether it understands FACK.
     let origin = match ctx.log.snapshot_for_full_sync() {
-        Some(snap) => tokio::task::spawn_blocking(move || OriginRelease::read(&snap.path))
+        Some(snap) => crate::log::blocking(move || OriginRelease::read(&snap.path))
             .await
             .ok()
             .flatten(),
@@ -255,7 +255,7 @@ async fn apply(
                     .map(|c| c.1 + 1)
                     .ok_or(UpstreamError::Log(LogError::NoEpoch))?;
                 let n = chunk.len() as u64;
-                ctx.log.append(chunk, now_us())?;
+                ctx.log.append_async(chunk, now_us()).await?;
                 ctx.metrics.upstream_stream_bytes.inc_by(n);
                 ctx.metrics.upstream_view.heard(start + n - 1, 0);
             }

@@ -75,7 +75,7 @@ pub async fn run_with<F, Fut>(
                     .with_label_values(&["ok"])
                     .inc();
                 tracing::info!("snapshot refreshed at offset {offset}");
-                if let Err(e) = ctx.log.maintain() {
+                if let Err(e) = ctx.log.maintain_async().await {
                     tracing::warn!("retention after snapshot refresh failed: {e}");
                 }
             }
@@ -114,7 +114,7 @@ pub async fn refresh_once(ctx: &UpstreamCtx) -> Result<u64, UpstreamError> {
         }
     };
     let rdb = handshake::receive_rdb(&mut conn, &ctx.log, STREAM_IDLE_TIMEOUT).await?;
-    let meta = handshake::finish(rdb, &replid, offset)?;
-    ctx.log.add_snapshot(meta)?;
+    let meta = handshake::finish(rdb, &replid, offset).await?;
+    ctx.log.add_snapshot_async(meta).await?;
     Ok(offset)
 }

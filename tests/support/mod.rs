@@ -316,6 +316,8 @@ pub struct Agent {
     pub starts: u32,
     /// Extra environment for the process (cleared with `clear_env`).
     env: Vec<(String, String)>,
+    /// A command the agent runs under (e.g. `strace -f -o …`), empty for none.
+    wrapper: Vec<String>,
 }
 
 /// The agent's config body after the listen section; `{data_dir}`, `{redis_port}`,
@@ -330,10 +332,24 @@ pub fn agent_config(upstream: &str, extra: &str) -> String {
 impl Agent {
     /// Starts an agent with `config` (see [`agent_config`]) and waits for its admin port.
     pub fn start(config: &str) -> Agent {
-        Agent::start_inner(config, Vec::new())
+        Agent::start_inner(config, Vec::new(), Vec::new())
     }
 
-    fn start_inner(config: &str, env: Vec<(String, String)>) -> Agent {
+    /// Starts an agent under `wrapper` (a command and its arguments, e.g. `strace -f -o f`),
+    /// which must run `georelay run --config …` as its child. Stop it with
+    /// [`Agent::traced_pid`]: signals to the wrapper need not reach the agent.
+    pub fn start_wrapped(config: &str, wrapper: &[String]) -> Agent {
+        Agent::start_inner(config, Vec::new(), wrapper.to_vec())
+    }
+
+    /// The agent process under the wrapper (the wrapper's only child).
+    pub fn traced_pid(&self) -> Option<u32> {
+        let pid = self.child.as_ref()?.id();
+        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        kids.split_whitespace().next()?.parse().ok()
+    }
+
+    fn start_inner(config: &str, env: Vec<(String, String)>, wrapper: Vec<String>) -> Agent {
         let work = tempfile::tempdir().expect("tempdir");
         let data_dir = work.path().join("data");
         let mut a = Agent {
@@ -345,6 +361,7 @@ impl Agent {
             child: None,
             starts: 0,
             env,
+            wrapper,
         };
         let text = config
             .replace("{data_dir}", &a.data_dir.display().to_string())
@@ -362,6 +379,7 @@ impl Agent {
             env.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            Vec::new(),
         )
     }
 
@@ -384,17 +402,30 @@ impl Agent {
     }
 
     pub fn spawn_raw(config_path: &Path, log_path: &Path) -> Child {
-        Self::spawn_env(config_path, log_path, &[])
+        Self::spawn_env(config_path, log_path, &[], &[])
     }
 
-    fn spawn_env(config_path: &Path, log_path: &Path, env: &[(String, String)]) -> Child {
+    fn spawn_env(
+        config_path: &Path,
+        log_path: &Path,
+        env: &[(String, String)],
+        wrapper: &[String],
+    ) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_path)
             .expect("agent log file");
-        Command::new(env!("CARGO_BIN_EXE_georelay"))
-            .args(["run", "--config"])
+        let georelay = env!("CARGO_BIN_EXE_georelay");
+        let mut cmd = match wrapper.split_first() {
+            Some((w, args)) => {
+                let mut c = Command::new(w);
+                c.args(args).arg(georelay);
+                c
+            }
+            None => Command::new(georelay),
+        };
+        cmd.args(["run", "--config"])
             .arg(config_path)
             .env(
                 "RUST_LOG",
@@ -416,7 +447,12 @@ impl Agent {
     pub fn restart(&mut self) {
         self.kill9();
         self.starts += 1;
-        let child = Self::spawn_env(&self.config_path, &self.log_path(), &self.env);
+        let child = Self::spawn_env(
+            &self.config_path,
+            &self.log_path(),
+            &self.env,
+            &self.wrapper,
+        );
         self.child = Some(child);
         let port = self.admin_port;
         let log = self.log_path();
