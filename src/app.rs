@@ -38,6 +38,8 @@ pub enum AppError {
     Link(#[from] LinkError),
     #[error("{0} needs the [tls] section")]
     NoTls(&'static str),
+    #[error("apply: {0}")]
+    Apply(String),
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
@@ -92,6 +94,14 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let peers = Arc::new(Peers::default());
     let mut tasks = Vec::new();
+    // Apply mode: write the log into cfg.target as a client, on the applier's own thread.
+    let apply = match &cfg.target {
+        Some(t) => Some(
+            crate::apply::start(&cfg, t, &log, &metrics, shutdown_rx.clone())
+                .map_err(AppError::Apply)?,
+        ),
+        None => None,
+    };
 
     // The QUIC listener for downstream agents.
     if let Some(listen) = cfg.listen_agent {
@@ -208,6 +218,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         replicas: serve_ctx.replicas.clone(),
         peers: peers.clone(),
         cluster: lanes,
+        apply,
     };
     if let (Some(addr), Some(tls)) = (cfg.listen_redis_tls, &cfg.serve_tls) {
         let acceptor = crate::redistls::acceptor(tls)?;

@@ -26,6 +26,8 @@ pub struct AdminState {
     pub peers: Arc<crate::serve::peers::Peers>,
     /// The lanes, in cluster mode (`upstream.cluster`).
     pub cluster: Option<crate::cluster::run::Lanes>,
+    /// Apply mode (`[target]`): the applier's view.
+    pub apply: Option<Arc<crate::apply::ApplyView>>,
 }
 
 /// Serves admin requests until `shutdown` flips to true.
