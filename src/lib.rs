@@ -11,6 +11,8 @@
 //! - [`origin`]: the origin server's release, as its snapshot's RDB names it.
 //! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
+//! - [`dr`]: runtime re-pointing, `georelay switchover` and `georelay failover`.
+//! - [`tasks`]: a named, supervised set of tokio tasks.
 //! - [`app`]: wires everything together with one shutdown path.
 //!
 //! Lints: `unsafe` is denied crate-wide; the few audited libc calls in the log's segment I/O
@@ -25,6 +27,7 @@ pub mod apply;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod dr;
 pub mod failpoint;
 pub mod link;
 pub mod log;
@@ -34,6 +37,7 @@ pub mod rdb;
 pub mod redistls;
 pub mod resp;
 pub mod serve;
+pub mod tasks;
 pub mod units;
 pub mod upstream;
 pub mod wansim;

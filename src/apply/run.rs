@@ -375,7 +375,7 @@ pub fn start(
     let ctx = ApplyCtx {
         target: target.clone(),
         node: cfg.name.clone(),
-        view: ApplyView::new(&lane, &String::new()),
+        view: ApplyView::new(&lane, ""),
         lane,
         log: log.clone(),
         metrics: m,
