@@ -15,11 +15,13 @@
 //! `--only name,name` selects scenarios (default: all of [`ALL`], in its order); the report
 //! writes one section per scenario that recorded rows, with its `Rerun:` command.
 
+mod apply;
 mod catchup;
 mod ceiling;
 mod fullsync;
 mod lossy;
 mod steady;
+mod switchover;
 mod wait;
 mod wanbytes;
 mod wansim;
@@ -63,6 +65,8 @@ pub const ALL: &[Scenario] = &[
     wanbytes::SCENARIO,
     wansim::SCENARIO,
     wait::SCENARIO,
+    apply::SCENARIO,
+    switchover::SCENARIO,
 ];
 
 /// The scenarios `--only` names, in the order given (all of them without `--only`).
