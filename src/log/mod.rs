@@ -38,6 +38,7 @@ use tokio::sync::watch;
 
 pub use reader::{join_pieces, Chunk, LogReader};
 pub use snapshot::SnapshotWriter;
+pub(crate) use fsutil::write_atomic;
 
 use segment::Segment;
 use state::State;
