@@ -67,7 +67,6 @@ pub struct Opts {
 impl Opts {
     /// The value of `--set KEY=VALUE` for `key`, or `default`; a value that does not parse is an
     /// error naming the key.
-    #[allow(dead_code)] // for scenario files with their own sizes
     pub fn param<T: FromStr>(&self, key: &str, default: T) -> Result<T>
     where
         T::Err: std::fmt::Display,

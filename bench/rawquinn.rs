@@ -73,15 +73,24 @@ async fn connect_pair(
     })
 }
 
+/// What one raw quinn transfer took.
+pub struct RawRun {
+    /// Seconds from the stream's acceptance to its end.
+    pub secs: f64,
+    /// CPU seconds of this process (both quinn ends) over the transfer.
+    pub cpu: f64,
+    /// CPU seconds of the wan-sim process over its life, when one was in the path.
+    pub wansim_cpu: Option<f64>,
+}
+
 /// A raw quinn single-stream transfer of `bytes` (server sends, like the site agent), with the
 /// agents' default transport settings; optionally through a wan-sim with `flags`.
-/// Returns (seconds, CPU seconds of this process = both ends).
 pub fn raw_quinn(
     env: &Env,
     rt: &tokio::runtime::Runtime,
     bytes: u64,
     wan: Option<&[String]>,
-) -> Result<(f64, f64)> {
+) -> Result<RawRun> {
     rt.block_on(async move {
         let pair = connect_pair(env, &TransportSettings::default(), wan, Some(bytes)).await?;
         let cpu0 = cpu_secs(0);
@@ -95,11 +104,16 @@ pub fn raw_quinn(
         let cpu = cpu_secs(0) - cpu0;
         pair.conn.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_secs(5), pair.server).await;
+        let wansim_cpu = pair.wansim.as_ref().map(|w| cpu_secs(w.pid()));
         drop(pair.wansim);
         if got != bytes {
             bail!("raw quinn: got {got} of {bytes}");
         }
-        Ok((el, cpu))
+        Ok(RawRun {
+            secs: el,
+            cpu,
+            wansim_cpu,
+        })
     })
 }
 

@@ -230,7 +230,7 @@ impl Drop for Agent {
 pub struct WanSim {
     pub port: u16,
     pub outage: PathBuf,
-    pub _proc: Proc,
+    pub proc: Proc,
 }
 
 impl WanSim {
@@ -259,8 +259,11 @@ impl WanSim {
         Ok(WanSim {
             port,
             outage,
-            _proc: Proc { child: Some(child) },
+            proc: Proc { child: Some(child) },
         })
+    }
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
     pub fn cut(&self) {
         std::fs::write(&self.outage, b"cut").unwrap();

@@ -138,7 +138,8 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
             drop(a);
             drop(master);
             let case_q = format!("raw quinn, one stream, {mb} MB");
-            let (el, cpu) = raw_quinn(env, rt, target - b_head0, None)?;
+            let q = raw_quinn(env, rt, target - b_head0, None)?;
+            let (el, cpu) = (q.secs, q.cpu);
             res.rec(
                 sc,
                 &case_q,

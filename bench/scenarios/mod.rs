@@ -21,6 +21,7 @@ mod fullsync;
 mod lossy;
 mod steady;
 mod wanbytes;
+mod wansim;
 
 use anyhow::{bail, Result};
 
@@ -59,6 +60,7 @@ pub const ALL: &[Scenario] = &[
     fullsync::SCENARIO,
     lossy::SCENARIO,
     wanbytes::SCENARIO,
+    wansim::SCENARIO,
 ];
 
 /// The scenarios `--only` names, in the order given (all of them without `--only`).

@@ -17,6 +17,8 @@ pub(super) struct RawListen {
     pub(super) admin: Option<String>,
     pub(super) agent: Option<String>,
     pub(super) redis_tls: Option<String>,
+    /// `"P1-P2"`: one replica port per lane (see `cluster.rs`).
+    pub(super) shard_ports: Option<String>,
 }
 
 /// The validated `[listen]` section.

@@ -12,6 +12,7 @@
 //! existing section goes in that section's `RawX` (one field) and can be validated by a
 //! function in a new file that takes the raw section and the problem list.
 
+pub mod cluster;
 mod link;
 mod listen;
 mod log;
@@ -19,6 +20,7 @@ mod problems;
 mod serve;
 mod upstream;
 
+pub use cluster::{ClusterSettings, LanePart, PortRange, ReadFrom};
 pub use link::LinkSettings;
 pub use listen::{DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_REDIS};
 pub use log::LogSettings;
@@ -124,6 +126,10 @@ pub struct Config {
     /// Downstream agents at once.
     pub max_agents: usize,
     pub log: LogSettings,
+    /// `upstream.cluster`: follow every shard of a Redis/Valkey Cluster, one lane per shard.
+    pub cluster: Option<ClusterSettings>,
+    /// `listen.shard_ports`: one replica port per lane, in lane-creation order.
+    pub shard_ports: Option<PortRange>,
 }
 
 impl Config {
@@ -192,6 +198,12 @@ fn validate_top(
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();
     let (name, data_dir) = validate_top(raw.name, raw.data_dir, base, &mut problems);
+    let cluster = cluster::validate_cluster(&raw.upstream, &mut problems);
+    let shard_ports = cluster::shard_ports(
+        raw.listen.shard_ports.as_deref(),
+        cluster.is_some(),
+        &mut problems,
+    );
     let upstream = upstream::validate_upstream(raw.upstream, base, &mut problems);
     let listen = listen::validate_listen(raw.listen, &mut problems);
     let log = log::validate_log(raw.log, &mut problems);
@@ -238,6 +250,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         tls,
         link,
         log,
+        cluster,
+        shard_ports,
     })
 }
 

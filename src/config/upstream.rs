@@ -14,6 +14,11 @@ use crate::redistls::ClientTls;
 pub(super) struct RawUpstream {
     pub(super) redis: Option<String>,
     pub(super) agent: Option<String>,
+    /// `cluster`, `read_from`, `cluster_refresh`, `lanes`: see `cluster.rs`.
+    pub(super) cluster: Option<Vec<String>>,
+    pub(super) read_from: Option<String>,
+    pub(super) cluster_refresh: Option<String>,
+    pub(super) lanes: Option<String>,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
     pub(super) password_file: Option<PathBuf>,
@@ -41,6 +46,7 @@ pub(super) fn validate_upstream(
     base: &Path,
     problems: &mut Problems,
 ) -> Upstream {
+    let cluster = raw.cluster.is_some();
     let (redis, agent) = match (raw.redis, raw.agent) {
         (Some(_), Some(_)) => {
             problems.bad(
@@ -59,10 +65,11 @@ pub(super) fn validate_upstream(
             problems.bad("upstream.agent", format!("{addr:?} is not host:port"));
             (String::new(), None)
         }
+        (None, None) if cluster => (String::new(), None),
         (None, None) => {
             problems.bad(
                 "upstream.redis",
-                "is required (host:port of the master to replicate), or upstream.agent (host:port of an upstream agent)",
+                "is required (host:port of the master to replicate), or upstream.agent (host:port of an upstream agent), or upstream.cluster (seed nodes of a Redis Cluster)",
             );
             (String::new(), None)
         }

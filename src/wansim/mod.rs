@@ -15,19 +15,23 @@
 //! Loopback only: `listen` and `forward` must be in 127.0.0.0/8 or be `::1`.
 //!
 //! Bounds: per direction at most 65 536 packets / 32 MiB in flight, plus the rate-limiter queue
-//! (`--queue`, default 1 BDP clamped to 64 KiB..=4 MiB); 4096 replies between the client readers
-//! and the server -> client task; 256 clients, each mapping closed after 60 s without traffic.
+//! (`--queue`, default 1 BDP clamped to 64 KiB..=4 MiB); 64 receive batches (each at most 8 GRO
+//! buffers, 512 KiB) between the client readers and the server -> client task; 256 clients, each
+//! mapping closed after 60 s without traffic (each with 512 KiB of receive buffers).
 //! Whatever does not fit is dropped and counted in [`WanSimStats`]. Packets still queued at
 //! shutdown are discarded.
 //!
 //! Tasks: one per direction (a `BinaryHeap` of `(deliver_at, seq, packet)` and one
-//! `sleep_until` on its head), one reader per client upstream socket, one monitor.
+//! `sleep_until` on its head), one reader per client upstream socket, one monitor. Socket I/O
+//! is batched (`recvmmsg` + UDP GRO in, UDP GSO out, through `quinn::udp`; see `sock.rs`), and
+//! every datagram is still impaired on its own.
 
 mod clients;
 mod error;
 mod link;
 mod options;
 mod relay;
+mod sock;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -38,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -50,6 +53,7 @@ pub use stats::WanSimStats;
 
 use link::Link;
 use relay::Shared;
+use sock::Sock;
 use stats::{Controls, Counters};
 
 /// A running relay. Dropping it aborts its tasks; [`WanSim::shutdown`] stops it cleanly.
@@ -78,12 +82,10 @@ impl WanSim {
     /// Validates `opts`, binds the listen socket (port 0 allowed) and starts relaying.
     pub async fn start(opts: WanSimOptions) -> Result<WanSim, WanSimError> {
         opts.validate()?;
-        let listen = UdpSocket::bind(opts.listen)
-            .await
-            .map_err(|source| WanSimError::Bind {
-                addr: opts.listen,
-                source,
-            })?;
+        let listen = Sock::bind(opts.listen).map_err(|source| WanSimError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
         let local = listen.local_addr()?;
         let start = Instant::now();
         let window = opts.outage_after.zip(opts.outage_for);

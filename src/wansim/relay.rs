@@ -1,6 +1,10 @@
 //! The relay's tasks: one per direction (each owning a [`Link`] heap and sleeping until its next
 //! deadline), one reader per client upstream socket, and a monitor (outage file, duration,
 //! periodic summary).
+//!
+//! I/O is batched (see [`Sock`]): a receive takes up to [`RECV_BATCH`] GRO buffers at once and
+//! splits them into datagrams, each impaired on its own; a delivery sends every due datagram,
+//! runs of equal-sized ones to the same destination going out as one GSO send.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -9,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{interval, interval_at, sleep, sleep_until, Instant, MissedTickBehavior};
@@ -17,12 +20,12 @@ use tracing::{debug, info, warn};
 
 use super::clients::{ClientTable, IDLE_MS, MAX_CLIENTS};
 use super::link::{Link, Verdict};
+use super::sock::{RecvBatch, Sock, MAX_GSO_BYTES, RECV_BATCH};
 use super::stats::{Controls, Counters, Dir, WanSimStats};
 
-/// Receive buffer: the largest UDP payload.
-const MAX_DATAGRAM: usize = 65_536;
-/// Packets waiting between the client readers and the server -> client task.
-pub(crate) const DOWN_CHANNEL: usize = 4096;
+/// Receive batches (each at most [`RECV_BATCH`] buffers of datagrams) waiting between the client
+/// readers and the server -> client task.
+pub(crate) const DOWN_CHANNEL: usize = 64;
 /// How often idle clients are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often the outage file is checked.
@@ -64,7 +67,7 @@ impl Shared {
 
 /// A packet on its way: sent from `via` to `dest` when due.
 pub(crate) struct Datagram {
-    via: Arc<UdpSocket>,
+    via: Arc<Sock>,
     dest: SocketAddr,
     data: Bytes,
 }
@@ -79,7 +82,7 @@ impl Drop for AbortOnDrop {
 }
 
 struct Client {
-    socket: Arc<UdpSocket>,
+    socket: Arc<Sock>,
     _reader: AbortOnDrop,
 }
 
@@ -102,23 +105,78 @@ fn admit(shared: &Shared, link: &mut Link<Datagram>, now: Instant, dg: Datagram)
     }
 }
 
+/// A run of due datagrams for one GSO send: same socket, same destination, equal sizes (the
+/// last may be shorter), joined in `out`.
+struct Run {
+    via: Arc<Sock>,
+    dest: SocketAddr,
+    segment: usize,
+    count: usize,
+    closed: bool,
+}
+
+impl Run {
+    fn takes(&self, dg: &Datagram, out: &[u8]) -> bool {
+        !self.closed
+            && dg.dest == self.dest
+            && Arc::ptr_eq(&dg.via, &self.via)
+            && dg.data.len() <= self.segment
+            && self.count < self.via.max_segments()
+            && out.len() + dg.data.len() <= MAX_GSO_BYTES
+    }
+}
+
 /// Sends every due datagram; an outage at delivery time drops packets still in flight.
-async fn deliver_due(shared: &Shared, link: &mut Link<Datagram>, dir: Dir) {
+async fn deliver_due(shared: &Shared, link: &mut Link<Datagram>, dir: Dir, out: &mut Vec<u8>) {
     let now = Instant::now();
     let outage = shared.controls.outage_at(now);
+    let mut run: Option<Run> = None;
+    out.clear();
     while let Some(dg) = link.pop_due(now) {
         if outage {
             Counters::bump(&shared.counters.dropped_outage);
             continue;
         }
-        match dg.via.send_to(&dg.data, dg.dest).await {
-            Ok(_) => shared.counters.delivered(dir, dg.data.len()),
-            Err(e) => {
-                Counters::bump(&shared.counters.send_errors);
-                debug!(dest = %dg.dest, error = %e, "wan-sim send failed");
-            }
+        if let Some(r) = run.take_if(|r| !r.takes(&dg, out)) {
+            flush(shared, dir, &r, out).await;
+            out.clear();
+        }
+        let r = run.get_or_insert_with(|| Run {
+            via: dg.via.clone(),
+            dest: dg.dest,
+            segment: dg.data.len(),
+            count: 0,
+            closed: false,
+        });
+        r.count += 1;
+        r.closed = dg.data.len() < r.segment;
+        out.extend_from_slice(&dg.data);
+    }
+    if let Some(r) = run {
+        flush(shared, dir, &r, out).await;
+    }
+}
+
+/// Sends one run; a failed send counts each of its datagrams as a send error.
+async fn flush(shared: &Shared, dir: Dir, run: &Run, out: &[u8]) {
+    match run.via.send(run.dest, out, run.segment).await {
+        Ok(()) => shared.counters.delivered(dir, run.count, out.len()),
+        Err(e) => {
+            shared
+                .counters
+                .send_errors
+                .fetch_add(run.count as u64, Relaxed);
+            debug!(dest = %run.dest, error = %e, "wan-sim send failed");
         }
     }
+}
+
+/// The datagrams of one received buffer (a GRO buffer holds several, `stride` bytes apart).
+fn datagrams(bytes: &[u8], stride: usize) -> impl Iterator<Item = Bytes> {
+    let all = Bytes::copy_from_slice(bytes);
+    (0..all.len())
+        .step_by(stride.max(1))
+        .map(move |at| all.slice(at..(at + stride).min(all.len())))
 }
 
 /// Resolves once a stop is requested (or the relay is gone).
@@ -135,13 +193,14 @@ async fn recv_error(what: &str, e: std::io::Error) {
 /// Client -> server: reads the listen socket, maps clients to upstream sockets, delivers.
 pub(crate) async fn up_task(
     shared: Arc<Shared>,
-    listen: Arc<UdpSocket>,
-    down_tx: mpsc::Sender<Datagram>,
+    listen: Arc<Sock>,
+    down_tx: mpsc::Sender<Vec<Datagram>>,
     mut link: Link<Datagram>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut clients: ClientTable<Client> = ClientTable::new(MAX_CLIENTS);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::new();
+    let mut out = Vec::with_capacity(MAX_GSO_BYTES);
     let mut sweep = interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -149,17 +208,23 @@ pub(crate) async fn up_task(
         tokio::select! {
             _ = stopped(&mut stop) => break,
             _ = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                deliver_due(&shared, &mut link, Dir::Up).await;
+                deliver_due(&shared, &mut link, Dir::Up, &mut out).await;
             }
-            r = listen.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
+            r = listen.recv(&mut batch) => match r {
+                Ok(n) => {
                     let now = Instant::now();
-                    let Some(via) = client_socket(&shared, &mut clients, from, &listen, &down_tx).await
-                    else {
-                        continue;
-                    };
-                    let data = Bytes::copy_from_slice(&buf[..n]);
-                    admit(&shared, &mut link, now, Datagram { via, dest: shared.forward, data });
+                    for i in 0..n {
+                        let (from, bytes, stride) = batch.get(i);
+                        let Some(via) = client_socket(&shared, &mut clients, from, &listen, &down_tx)
+                        else {
+                            continue;
+                        };
+                        for data in datagrams(bytes, stride) {
+                            let dg = Datagram { via: via.clone(), dest: shared.forward, data };
+                            admit(&shared, &mut link, now, dg);
+                        }
+                    }
+                    deliver_due(&shared, &mut link, Dir::Up, &mut out).await;
                 }
                 Err(e) => recv_error("listen", e).await,
             },
@@ -177,13 +242,13 @@ pub(crate) async fn up_task(
 }
 
 /// The upstream socket for client `from`, opening it (and its reader) on first sight.
-async fn client_socket(
+fn client_socket(
     shared: &Arc<Shared>,
     clients: &mut ClientTable<Client>,
     from: SocketAddr,
-    listen: &Arc<UdpSocket>,
-    down_tx: &mpsc::Sender<Datagram>,
-) -> Option<Arc<UdpSocket>> {
+    listen: &Arc<Sock>,
+    down_tx: &mpsc::Sender<Vec<Datagram>>,
+) -> Option<Arc<Sock>> {
     let now_ms = shared.now_ms();
     if let Some(c) = clients.touch(&from, now_ms) {
         return Some(c.socket.clone());
@@ -197,7 +262,7 @@ async fn client_socket(
     } else {
         Ipv4Addr::LOCALHOST.into()
     };
-    let socket = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+    let socket = match Sock::bind(SocketAddr::new(ip, 0)) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             warn!(client = %from, error = %e, "wan-sim cannot open an upstream socket");
@@ -228,37 +293,48 @@ async fn client_socket(
     Some(socket)
 }
 
-/// Reads replies for one client and hands them to the server -> client task.
+/// Reads replies for one client and hands them to the server -> client task, one batch per
+/// receive call.
 async fn client_reader(
     shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
+    socket: Arc<Sock>,
     client: SocketAddr,
-    listen: Arc<UdpSocket>,
-    tx: mpsc::Sender<Datagram>,
+    listen: Arc<Sock>,
+    tx: mpsc::Sender<Vec<Datagram>>,
     seen: Arc<AtomicU64>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::new();
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                if from != shared.forward {
-                    continue; // not from the server: ignore
-                }
-                seen.store(shared.now_ms(), Relaxed);
-                let dg = Datagram {
-                    via: listen.clone(),
-                    dest: client,
-                    data: Bytes::copy_from_slice(&buf[..n]),
-                };
-                match tx.try_send(dg) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        Counters::bump(&shared.counters.dropped_queue)
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
+        let n = match socket.recv(&mut batch).await {
+            Ok(n) => n,
+            Err(e) => {
+                recv_error("upstream", e).await;
+                continue;
             }
-            Err(e) => recv_error("upstream", e).await,
+        };
+        let mut dgs = Vec::new();
+        for i in 0..n.min(RECV_BATCH) {
+            let (from, bytes, stride) = batch.get(i);
+            if from != shared.forward {
+                continue; // not from the server: ignore
+            }
+            dgs.extend(datagrams(bytes, stride).map(|data| Datagram {
+                via: listen.clone(),
+                dest: client,
+                data,
+            }));
+        }
+        if dgs.is_empty() {
+            continue;
+        }
+        seen.store(shared.now_ms(), Relaxed);
+        let count = dgs.len() as u64;
+        match tx.try_send(dgs) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                shared.counters.dropped_queue.fetch_add(count, Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }
@@ -266,19 +342,26 @@ async fn client_reader(
 /// Server -> client: impairs what the client readers pass on, delivers from the listen socket.
 pub(crate) async fn down_task(
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Datagram>,
+    mut rx: mpsc::Receiver<Vec<Datagram>>,
     mut link: Link<Datagram>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut out = Vec::with_capacity(MAX_GSO_BYTES);
     loop {
         let next = link.next_deadline();
         tokio::select! {
             _ = stopped(&mut stop) => break,
             _ = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                deliver_due(&shared, &mut link, Dir::Down).await;
+                deliver_due(&shared, &mut link, Dir::Down, &mut out).await;
             }
-            dg = rx.recv() => match dg {
-                Some(dg) => admit(&shared, &mut link, Instant::now(), dg),
+            dgs = rx.recv() => match dgs {
+                Some(dgs) => {
+                    let now = Instant::now();
+                    for dg in dgs {
+                        admit(&shared, &mut link, now, dg);
+                    }
+                    deliver_due(&shared, &mut link, Dir::Down, &mut out).await;
+                }
                 None => break,
             },
         }

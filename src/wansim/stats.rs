@@ -96,13 +96,13 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn delivered(&self, dir: Dir, len: usize) {
+    pub(crate) fn delivered(&self, dir: Dir, packets: usize, bytes: usize) {
         let (p, b) = match dir {
             Dir::Up => (&self.up_packets, &self.up_bytes),
             Dir::Down => (&self.down_packets, &self.down_bytes),
         };
-        p.fetch_add(1, Relaxed);
-        b.fetch_add(len as u64, Relaxed);
+        p.fetch_add(packets as u64, Relaxed);
+        b.fetch_add(bytes as u64, Relaxed);
     }
 
     pub(crate) fn snapshot(&self, outage: bool) -> WanSimStats {
@@ -240,8 +240,8 @@ mod tests {
     #[test]
     fn summary_line() {
         let counters = Counters::default();
-        counters.delivered(Dir::Up, 100);
-        counters.delivered(Dir::Down, 40);
+        counters.delivered(Dir::Up, 1, 100);
+        counters.delivered(Dir::Down, 1, 40);
         Counters::bump(&counters.dropped_loss);
         let s = counters.snapshot(true);
         assert_eq!((s.up_packets, s.up_bytes, s.down_bytes), (1, 100, 40));
