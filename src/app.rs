@@ -102,6 +102,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             log: log.clone(),
             metrics: metrics.clone(),
             peers: peers.clone(),
+            lanes: Default::default(),
             max_agents: cfg.max_agents,
             link: cfg.link.clone(),
             shutdown: shutdown_rx.clone(),

@@ -516,6 +516,7 @@ fn link_frames(a: &Sync, b: &Sync, stream: &[u8]) -> Result<Vec<(String, Frame)>
                 replid: None,
                 next_offset: 0,
                 partial: None,
+                lane: None,
             },
         ),
         (
@@ -526,6 +527,7 @@ fn link_frames(a: &Sync, b: &Sync, stream: &[u8]) -> Result<Vec<(String, Frame)>
                 replid: Some(a.replid.clone()),
                 next_offset: a.offset + 1,
                 partial: None,
+                lane: None,
             },
         ),
         (
@@ -541,6 +543,7 @@ fn link_frames(a: &Sync, b: &Sync, stream: &[u8]) -> Result<Vec<(String, Frame)>
                     size: 1 << 20,
                     have: 65536,
                 }),
+                lane: None,
             },
         ),
         ("snapshot-from".into(), Frame::SnapshotFrom { from: 65536 }),

@@ -8,14 +8,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::proto::is_lane_name;
+pub use super::proto::{ALPN, MAX_FRAME, PROTOCOL_VERSION};
 use super::FrameError;
-
-/// Version of the frame protocol, carried in [`Frame::Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
-/// TLS ALPN protocol name; it changes whenever the wire format changes incompatibly.
-pub const ALPN: &[u8] = b"georelay/1";
-/// Default bound on one frame's body length (8 MiB).
-pub const MAX_FRAME: usize = 8 << 20;
 /// Length of the envelope header (the `u32` body length).
 pub const HEADER_LEN: usize = 4;
 
@@ -31,6 +26,10 @@ const T_REPLID_SWITCH: u8 = 9;
 const T_NEW_EPOCH: u8 = 10;
 const T_ERROR: u8 = 11;
 const T_SNAPSHOT_FROM: u8 = 12;
+
+/// Tags of Hello's optional tail fields (each at most once, in this order).
+const HELLO_PARTIAL: u8 = 1;
+const HELLO_LANE: u8 = 2;
 
 /// A snapshot transfer a downstream agent holds in part, offered for resumption in
 /// [`Frame::Hello`].
@@ -48,13 +47,16 @@ pub struct PartialSnapshot {
 pub enum Frame {
     /// Downstream → upstream, the first frame: who I am and what I hold. `replid` is `None`
     /// with an empty log; `next_offset` is the first stream byte wanted (head + 1); `partial`
-    /// is a snapshot transfer cut short, which the upstream may resume (optional tail field).
+    /// is a snapshot transfer cut short, which the upstream may resume; `lane` names the lane
+    /// this stream carries (`None`: the standalone stream). `partial` and `lane` are optional
+    /// tagged tail fields, so a Hello without them is byte-identical to the first version's.
     Hello {
         version: u16,
         name: String,
         replid: Option<String>,
         next_offset: u64,
         partial: Option<PartialSnapshot>,
+        lane: Option<String>,
     },
     /// Upstream → downstream: the stream continues under `replid`; `offset` is the first byte
     /// that will follow.
@@ -163,6 +165,7 @@ pub fn encode_head(frame: &Frame, out: &mut BytesMut) -> Option<Bytes> {
             replid,
             next_offset,
             partial,
+            lane,
         } => {
             out.put_u8(T_HELLO);
             out.put_u16_le(*version);
@@ -170,11 +173,15 @@ pub fn encode_head(frame: &Frame, out: &mut BytesMut) -> Option<Bytes> {
             put_str(out, replid.as_deref().unwrap_or(""));
             out.put_u64_le(*next_offset);
             if let Some(p) = partial {
-                out.put_u8(1);
+                out.put_u8(HELLO_PARTIAL);
                 put_str(out, &p.replid);
                 out.put_u64_le(p.offset);
                 out.put_u64_le(p.size);
                 out.put_u64_le(p.have);
+            }
+            if let Some(lane) = lane {
+                out.put_u8(HELLO_LANE);
+                put_str(out, lane);
             }
         }
         Frame::SnapshotFrom { from } => {
@@ -296,38 +303,46 @@ pub fn parse_body(body: Bytes) -> Result<Frame, FrameError> {
                 Some(check_replid("Hello.replid", replid)?)
             };
             let next_offset = r.u64("Hello.next_offset")?;
-            let partial = if r.body.is_empty() {
-                None
-            } else {
-                match r.u8("Hello.partial")? {
-                    1 => {}
-                    value => {
-                        return Err(FrameError::BadFlag {
-                            field: "Hello.partial",
-                            value,
-                        })
-                    }
-                }
-                let p = PartialSnapshot {
-                    replid: r.replid("Hello.partial.replid")?,
-                    offset: r.u64("Hello.partial.offset")?,
-                    size: r.u64("Hello.partial.size")?,
-                    have: r.u64("Hello.partial.have")?,
-                };
-                if p.have > p.size {
-                    return Err(FrameError::PartialTooLong {
-                        have: p.have,
-                        size: p.size,
+            let (mut partial, mut lane) = (None, None);
+            let mut last_tag = 0;
+            while !r.body.is_empty() {
+                let tag = r.u8("Hello.tail")?;
+                if tag <= last_tag || tag > HELLO_LANE {
+                    return Err(FrameError::BadFlag {
+                        field: "Hello.tail",
+                        value: tag,
                     });
                 }
-                Some(p)
-            };
+                last_tag = tag;
+                if tag == HELLO_PARTIAL {
+                    let p = PartialSnapshot {
+                        replid: r.replid("Hello.partial.replid")?,
+                        offset: r.u64("Hello.partial.offset")?,
+                        size: r.u64("Hello.partial.size")?,
+                        have: r.u64("Hello.partial.have")?,
+                    };
+                    if p.have > p.size {
+                        return Err(FrameError::PartialTooLong {
+                            have: p.have,
+                            size: p.size,
+                        });
+                    }
+                    partial = Some(p);
+                } else {
+                    let name = r.string("Hello.lane")?;
+                    if !is_lane_name(&name) {
+                        return Err(FrameError::BadLane(name.chars().take(80).collect()));
+                    }
+                    lane = Some(name);
+                }
+            }
             Frame::Hello {
                 version,
                 name,
                 replid,
                 next_offset,
                 partial,
+                lane,
             }
         }
         T_SNAPSHOT_FROM => Frame::SnapshotFrom {

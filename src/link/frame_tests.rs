@@ -14,6 +14,7 @@ fn every_variant() -> Vec<Frame> {
             replid: Some(RID.into()),
             next_offset: 1 << 40,
             partial: None,
+            lane: None,
         },
         Frame::Hello {
             version: 7,
@@ -26,6 +27,15 @@ fn every_variant() -> Vec<Frame> {
                 size: 1 << 30,
                 have: 12345,
             }),
+            lane: Some("shard-0".into()),
+        },
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            name: "b".into(),
+            replid: None,
+            next_offset: 0,
+            partial: None,
+            lane: Some("0123456789abcdef0123456789abcdef01234567".into()),
         },
         Frame::SnapshotFrom { from: 12345 },
         Frame::Continue {
@@ -219,14 +229,36 @@ fn hello_partial_tail_is_checked() {
     hello = with_str(hello, b"");
     hello.extend_from_slice(&7u64.to_le_bytes());
     let mut flag = hello.clone();
-    flag.push(2);
+    flag.push(3);
     assert!(matches!(
         err(&flag),
         FrameError::BadFlag {
-            field: "Hello.partial",
+            field: "Hello.tail",
+            value: 3
+        }
+    ));
+    // A lane with a bad name, a lane given twice, and a partial after the lane are refused.
+    let bad_lane = with_str([hello.clone(), vec![2]].concat(), b"a/b");
+    assert!(matches!(err(&bad_lane), FrameError::BadLane(n) if n == "a/b"));
+    let lane = with_str([hello.clone(), vec![2]].concat(), b"s1");
+    let twice = with_str([lane.clone(), vec![2]].concat(), b"s1");
+    assert!(matches!(
+        err(&twice),
+        FrameError::BadFlag {
+            field: "Hello.tail",
             value: 2
         }
     ));
+    let after = [lane.clone(), vec![1]].concat();
+    assert!(matches!(
+        err(&after),
+        FrameError::BadFlag {
+            field: "Hello.tail",
+            value: 1
+        }
+    ));
+    let ok = decode(&mut body(&lane), MAX_FRAME).unwrap().unwrap();
+    assert!(matches!(ok, Frame::Hello { lane: Some(l), partial: None, .. } if l == "s1"));
     let mut too_long = with_str(
         {
             let mut h = hello.clone();

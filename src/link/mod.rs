@@ -14,17 +14,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod certs;
+pub mod client;
 pub mod compress;
 pub mod control;
 pub mod frame;
+pub mod proto;
 pub mod quic;
 pub mod stream;
 pub mod tls;
 
 pub use compress::{compress, decompress, log_frame, log_payload, Compression};
-pub use frame::{
-    decode, encode, encode_head, Frame, PartialSnapshot, ALPN, MAX_FRAME, PROTOCOL_VERSION,
-};
+pub use frame::{decode, encode, encode_head, Frame, PartialSnapshot};
+pub use proto::{CloseCode, ALPN, MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_ONLY};
 pub use quic::{
     client_endpoint, connect, peer_name, server_endpoint, Congestion, TransportSettings,
 };
@@ -52,6 +53,8 @@ pub enum FrameError {
     BadReplid { field: &'static str, got: String },
     #[error("{field} has invalid value {value}")]
     BadFlag { field: &'static str, value: u8 },
+    #[error("Hello names an invalid lane {0:?} (1 to 64 characters of A-Z a-z 0-9 . _ - :)")]
+    BadLane(String),
     #[error("Hello offers {have} bytes of a {size}-byte snapshot")]
     PartialTooLong { have: u64, size: u64 },
     #[error("uncompressed Log frame says raw_len {raw_len} but carries {data_len} bytes")]

@@ -104,6 +104,7 @@ async fn mutual_tls_loopback_carries_frames() {
             replid: Some(RID.into()),
             next_offset: 1001,
             partial: None,
+            lane: None,
         },
         Frame::log(1001, 17, Bytes::from(vec![b'z'; 300_000])),
         Frame::Ack { durable: 1000 },

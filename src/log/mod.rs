@@ -307,6 +307,34 @@ impl Log {
         self.shared.sync.request();
     }
 
+    /// Forces a group commit now (whatever the policy) and waits for it: returns the durable
+    /// offset, which covers every byte appended before the call. For `REPLCONF GETACK` and
+    /// `WAIT`-style answers that must not wait for the periodic fsync. Returns early (with the
+    /// durable offset then) if a new epoch starts meanwhile.
+    pub async fn sync_durable(&self) -> u64 {
+        let (target, epoch) = {
+            let g = self.shared.lock();
+            (g.head, g.state.epoch)
+        };
+        let mut durable = self.subscribe_durable();
+        let mut epochs = self.subscribe_epoch();
+        if *durable.borrow_and_update() >= target {
+            return target.max(*durable.borrow());
+        }
+        self.shared.sync.request();
+        loop {
+            tokio::select! {
+                r = durable.changed() => if r.is_err() { break },
+                r = epochs.changed() => if r.is_err() || *epochs.borrow_and_update() != epoch { break },
+            }
+            if *durable.borrow_and_update() >= target {
+                break;
+            }
+        }
+        let d = *durable.borrow();
+        d
+    }
+
     pub fn subscribe_head(&self) -> watch::Receiver<u64> {
         self.shared.head_tx.subscribe()
     }

@@ -10,11 +10,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
-use super::peers::{PeerInfo, Peers};
+use super::peers::{LaneMap, PeerInfo, PeerState, Peers};
 use crate::clock::now_us;
 use crate::config::LinkSettings;
 use crate::link::{
-    self, quic, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
+    self, proto, quic, CloseCode, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 use crate::log::{
     join_pieces, FullReason, HistoryEntry, Log, LogError, PsyncDecision, SnapshotMeta,
@@ -24,10 +25,6 @@ use crate::metrics::Metrics;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_CHUNK: usize = 1 << 20;
 const SNAPSHOT_CHUNK: usize = 1 << 20;
-/// Application close codes.
-pub const CLOSE_PROTOCOL: u32 = 1;
-pub const CLOSE_SHUTDOWN: u32 = 2;
-pub const CLOSE_REFUSED: u32 = 3;
 
 /// Why a downstream agent's session ended.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +35,8 @@ pub enum AgentServeError {
     Log(#[from] LogError),
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("unknown lane {0:?}")]
+    UnknownLane(String),
     #[error("snapshot file {path}: {source}")]
     Snapshot {
         path: std::path::PathBuf,
@@ -47,12 +46,14 @@ pub enum AgentServeError {
     Shutdown,
 }
 
-/// Everything the agent server needs.
+/// Everything the agent server needs. `log` and `peers` serve the standalone stream (a Hello
+/// without a lane); `lanes` resolves the named lanes.
 #[derive(Clone)]
 pub struct AgentServeCtx {
     pub log: Log,
     pub metrics: Arc<Metrics>,
     pub peers: Arc<Peers>,
+    pub lanes: LaneMap,
     pub max_agents: usize,
     pub link: LinkSettings,
     pub shutdown: watch::Receiver<bool>,
@@ -81,9 +82,12 @@ pub async fn run(endpoint: quinn::Endpoint, ctx: AgentServeCtx) {
             }
         });
     }
-    endpoint.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
+    endpoint.close(CloseCode::Shutdown.varint(), b"shutting down");
 }
 
+/// One connection: one stream per lane (the standalone stream has no lane). The first stream
+/// must come within [`HELLO_TIMEOUT`]; the connection ends with the standalone stream's
+/// session, or when the peer closes it.
 async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServeCtx) {
     let name = quic::peer_name(&conn).unwrap_or_else(|| remote.to_string());
     if ctx.peers.len() >= ctx.max_agents {
@@ -93,35 +97,62 @@ async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServe
             .inc();
         tracing::warn!(peer = %name, addr = %remote, "refused agent {name}: serve.max_agents ({}) reached", ctx.max_agents);
         conn.close(
-            quinn::VarInt::from_u32(CLOSE_REFUSED),
+            CloseCode::Refused.varint(),
             b"max agents reached (serve.max_agents)",
         );
         return;
     }
-    let peer_id = ctx.peers.insert(PeerInfo {
-        name: name.clone(),
-        addr: remote.to_string(),
-        ack: 0,
-        sent: 0,
-        state: "handshake",
-    });
-    ctx.metrics.connected_agents.set(ctx.peers.len() as i64);
+    let streams = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut first = true;
+        loop {
+            let accepted = if first {
+                match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+                    Ok(a) => a,
+                    Err(_) => {
+                        return Err(AgentServeError::Protocol(
+                            "no stream opened within 10s".into(),
+                        ))
+                    }
+                }
+            } else {
+                tokio::select! {
+                    a = conn.accept_bi() => a,
+                    Some(done) = tasks.join_next() => match done {
+                        // The standalone stream's session ends the connection.
+                        Ok(Some(result)) => return result,
+                        _ => continue,
+                    },
+                }
+            };
+            first = false;
+            let (send, recv) = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    return Err(AgentServeError::Link(LinkError::Connection {
+                        addr: remote,
+                        source: e,
+                    }))
+                }
+            };
+            let (c, n, conn2) = (ctx.clone(), name.clone(), conn.clone());
+            tasks.spawn(async move { stream_session(&conn2, send, recv, &n, remote, &c).await });
+        }
+    };
     let result = tokio::select! {
-        r = session(&conn, &name, peer_id, &ctx) => r,
+        r = streams => r,
         _ = crate::metrics::wire::count(&conn, &ctx.metrics, &name) => Ok(()),
     };
     match &result {
         Ok(()) | Err(AgentServeError::Shutdown) => {
-            conn.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
+            conn.close(CloseCode::Shutdown.varint(), b"shutting down");
         }
         Err(AgentServeError::Protocol(msg)) => {
             tracing::warn!(peer = %name, addr = %remote, "closing agent link: protocol error: {msg}");
-            conn.close(quinn::VarInt::from_u32(CLOSE_PROTOCOL), msg.as_bytes());
+            conn.close(CloseCode::Protocol.varint(), msg.as_bytes());
         }
         Err(e) => tracing::info!(peer = %name, addr = %remote, "agent link ended: {e}"),
     }
-    ctx.peers.remove(peer_id);
-    ctx.metrics.connected_agents.set(ctx.peers.len() as i64);
     let _ = ctx
         .metrics
         .downstream_agent_ack_offset
@@ -136,27 +167,115 @@ async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServe
         .remove_label_values(&[&name]);
 }
 
+/// One stream: read Hello, resolve its lane, register the peer in that lane, run the session.
+/// Returns `Some(result)` for the standalone stream (which ends the connection), `None` for a
+/// lane stream (whose end closes only the stream).
+async fn stream_session(
+    conn: &quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    name: &str,
+    remote: SocketAddr,
+    ctx: &AgentServeCtx,
+) -> Option<Result<(), AgentServeError>> {
+    let mut reader = FrameReader::new(recv, MAX_FRAME);
+    let mut writer = FrameWriter::new(send);
+    let hello = match timeout(HELLO_TIMEOUT, reader.next()).await {
+        Err(_) => Err(AgentServeError::Protocol("no Hello within 10s".into())),
+        Ok(r) => r.map_err(bad_frames),
+    };
+    let lane = match &hello {
+        Ok(Some(Frame::Hello { lane, .. })) => lane.clone(),
+        _ => None,
+    };
+    let target = match &lane {
+        None => Some((ctx.log.clone(), ctx.peers.clone())),
+        Some(l) => ctx.lanes.get(l).map(|t| (t.log, t.peers)),
+    };
+    let result = match (hello, target) {
+        (_, None) => {
+            let lane = lane.clone().unwrap_or_default();
+            let msg = format!("this agent serves no lane {lane:?}");
+            tracing::warn!(peer = %name, addr = %remote, "refusing a link: {msg}");
+            let _ = writer
+                .send(&Frame::Error {
+                    code: CloseCode::UnknownLane.as_u32(),
+                    message: msg,
+                })
+                .await;
+            let _ = writer.finish();
+            Err(AgentServeError::UnknownLane(lane))
+        }
+        (Err(e), _) => Err(e),
+        (Ok(hello), Some((log, peers))) => {
+            let lane_ctx = AgentServeCtx {
+                log,
+                peers,
+                ..ctx.clone()
+            };
+            let registered = Registered::new(&lane_ctx, name, remote, lane.is_none());
+            session(conn, hello, writer, reader, name, registered.id, &lane_ctx).await
+        }
+    };
+    match (&lane, result) {
+        (None, r) => Some(r),
+        (Some(l), r) => {
+            if let Err(e) = r {
+                tracing::info!(peer = %name, addr = %remote, lane = %l, "lane link ended: {e}");
+            }
+            None
+        }
+    }
+}
+
+/// A peer's entry in its lane's registry, removed when the session ends in any way (also when
+/// its task is aborted because the connection went away).
+struct Registered {
+    id: u64,
+    peers: Arc<Peers>,
+    /// The standalone stream's peers are counted in `georelay_connected_agents`.
+    gauge: Option<prometheus::IntGauge>,
+}
+
+impl Registered {
+    fn new(ctx: &AgentServeCtx, name: &str, remote: SocketAddr, standalone: bool) -> Registered {
+        let id = ctx.peers.insert(PeerInfo {
+            name: name.to_string(),
+            addr: remote.to_string(),
+            ack: 0,
+            sent: 0,
+            state: PeerState::Handshake,
+        });
+        let gauge = standalone.then(|| ctx.metrics.connected_agents.clone());
+        if let Some(g) = &gauge {
+            g.set(ctx.peers.len() as i64);
+        }
+        Registered {
+            id,
+            peers: ctx.peers.clone(),
+            gauge,
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.peers.remove(self.id);
+        if let Some(g) = &self.gauge {
+            g.set(self.peers.len() as i64);
+        }
+    }
+}
+
 async fn session(
     conn: &quinn::Connection,
+    hello: Option<Frame>,
+    mut writer: FrameWriter,
+    reader: FrameReader<quinn::RecvStream>,
     name: &str,
     peer_id: u64,
     ctx: &AgentServeCtx,
 ) -> Result<(), AgentServeError> {
-    let (send, recv) = timeout(HELLO_TIMEOUT, conn.accept_bi())
-        .await
-        .map_err(|_| AgentServeError::Protocol("no stream opened within 10s".into()))?
-        .map_err(|e| {
-            AgentServeError::Link(LinkError::Connection {
-                addr: conn.remote_address(),
-                source: e,
-            })
-        })?;
-    let mut reader = FrameReader::new(recv, MAX_FRAME);
-    let mut writer = FrameWriter::new(send);
-    let hello = timeout(HELLO_TIMEOUT, reader.next())
-        .await
-        .map_err(|_| AgentServeError::Protocol("no Hello within 10s".into()))?
-        .map_err(bad_frames)?;
     let (replid, next_offset, snapshot_only, partial) = match hello {
         Some(Frame::Hello {
             version,
@@ -164,12 +283,13 @@ async fn session(
             replid,
             next_offset,
             partial,
+            ..
         }) => {
             if version != PROTOCOL_VERSION {
                 let msg = format!("protocol version {version} is not supported (this agent speaks {PROTOCOL_VERSION})");
                 let _ = writer
                     .send(&Frame::Error {
-                        code: CLOSE_PROTOCOL,
+                        code: CloseCode::Protocol.as_u32(),
                         message: msg.clone(),
                     })
                     .await;
@@ -179,7 +299,7 @@ async fn session(
             (
                 replid,
                 next_offset,
-                their_name.ends_with(crate::upstream::agent::SNAPSHOT_ONLY),
+                proto::is_snapshot_only(&their_name),
                 partial,
             )
         }
@@ -192,7 +312,7 @@ async fn session(
         None => return Ok(()),
     };
     if snapshot_only {
-        ctx.peers.update(peer_id, |p| p.state = "snapshot");
+        ctx.peers.update(peer_id, |p| p.state = PeerState::Snapshot);
         // A snapshot refresh: the newest snapshot, then the peer closes the connection.
         let (snap, _) = send_snapshot(&mut writer, name, ctx, None, None).await?;
         tracing::info!(peer = %name, "sent snapshot at offset {} for a snapshot refresh", snap.offset);
@@ -301,7 +421,7 @@ async fn feed(
             }
         };
         ctx.peers.update(peer_id, |p| {
-            p.state = "streaming";
+            p.state = PeerState::Streaming;
             p.sent = pos;
         });
         match stream(
@@ -604,3 +724,7 @@ mod tests {
         assert_eq!(&out[0].data[10..], &[10u8; 20]);
     }
 }
+
+#[cfg(test)]
+#[path = "agent_lanes_tests.rs"]
+mod lanes_tests;

@@ -1,11 +1,93 @@
-//! The registry of downstream agents connected to this agent: their acknowledged durable
-//! offsets (for metrics and for `ack = "remote"`), and what was sent to them.
+//! The registry of downstream agents connected to this agent (their acknowledged durable
+//! offsets, for metrics and `ack = "remote"`, and what was sent to them), and the lanes the
+//! agent link serves: a lane name resolves to the log and peer registry of that lane.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
+
+use crate::log::Log;
+
+/// Where a downstream agent's link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Connected, Hello not yet answered.
+    Handshake,
+    /// Receiving a snapshot (a full sync or a snapshot refresh).
+    Snapshot,
+    /// Receiving log frames.
+    Streaming,
+}
+
+impl PeerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Handshake => "handshake",
+            PeerState::Snapshot => "snapshot",
+            PeerState::Streaming => "streaming",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One served lane: the log its link streams from and the agents connected to it.
+#[derive(Clone)]
+pub struct Lane {
+    pub log: Log,
+    pub peers: Arc<Peers>,
+}
+
+/// The named lanes the agent link serves, beside the standalone stream (a Hello without a
+/// lane). Lanes can be added and removed while links run; a Hello naming a lane that is not
+/// here is refused with [`crate::link::CloseCode::UnknownLane`]. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct LaneMap {
+    lanes: Arc<RwLock<HashMap<String, Lane>>>,
+}
+
+impl LaneMap {
+    /// Serve `lane` under `name` (replacing a lane of that name).
+    pub fn insert(&self, name: &str, lane: Lane) {
+        self.write().insert(name.to_string(), lane);
+    }
+
+    /// Stop offering `name` to new links (running links keep their lane until they end).
+    pub fn remove(&self, name: &str) -> Option<Lane> {
+        self.write().remove(name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Lane> {
+        self.lanes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The lane names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lanes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Lane>> {
+        self.lanes.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// One connected downstream agent.
 #[derive(Debug, Clone)]
@@ -17,7 +99,7 @@ pub struct PeerInfo {
     pub ack: u64,
     /// Next offset to send it.
     pub sent: u64,
-    pub state: &'static str,
+    pub state: PeerState,
 }
 
 /// Connected downstream agents.
@@ -54,7 +136,7 @@ impl Peers {
         // Only peers that stream count (a handshaking or snapshot-only session has no ack).
         let min = g
             .values()
-            .filter(|p| p.state == "streaming")
+            .filter(|p| p.state == PeerState::Streaming)
             .map(|p| p.ack)
             .min();
         drop(g);
@@ -103,7 +185,7 @@ mod tests {
             addr: "a".into(),
             ack,
             sent: 0,
-            state: "streaming",
+            state: PeerState::Streaming,
         }
     }
 

@@ -11,14 +11,14 @@ use tokio::sync::watch;
 
 use super::UpstreamError;
 use crate::config::LinkSettings;
+use crate::link::client::{self, ConnectError, LinkConn};
 use crate::link::{
-    self, quic, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
+    self, CloseCode, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
+    SNAPSHOT_ONLY,
 };
 use crate::log::{Log, SnapshotMeta, SnapshotWriter};
 use crate::metrics::{Health, Metrics};
 use crate::rdb::RdbVerifier;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the agent upstream link needs.
 #[derive(Clone)]
@@ -34,9 +34,27 @@ pub struct AgentUpstreamCtx {
     pub health: Arc<Health>,
 }
 
-/// Runs the link until shutdown, reconnecting with jittered backoff; an outage is just a
-/// longer pause before the next partial resume.
-pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
+/// Runs the standalone link until shutdown, reconnecting with jittered backoff; an outage is
+/// just a longer pause before the next partial resume.
+pub async fn run(ctx: AgentUpstreamCtx, shutdown: watch::Receiver<bool>) {
+    let conn = Arc::new(LinkConn::new(
+        ctx.endpoint.clone(),
+        &ctx.addr,
+        &ctx.server_name,
+    ));
+    run_lane(ctx, conn, None, shutdown).await
+}
+
+/// Runs one lane's link (`lane = None`: the standalone stream) as a stream on the shared
+/// connection `conn`, writing into `ctx.log`, until shutdown; reconnects with jittered
+/// backoff. A lane's protocol error ends its stream; the standalone stream's ends the
+/// connection (as it owns it).
+pub async fn run_lane(
+    ctx: AgentUpstreamCtx,
+    conn: Arc<LinkConn>,
+    lane: Option<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut failures: u32 = 0;
     let mut first = true;
     // A snapshot transfer cut short, offered to the upstream for resumption on reconnect.
@@ -48,7 +66,7 @@ pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
         first = false;
         let mut streamed = false;
         let result = tokio::select! {
-            r = session(&ctx, &mut streamed, &mut partial) => r,
+            r = session(&ctx, &conn, lane.as_deref(), &mut streamed, &mut partial) => r,
             _ = shutdown.changed() => break,
         };
         ctx.metrics.upstream_connected.set(0);
@@ -72,8 +90,10 @@ pub async fn run(ctx: AgentUpstreamCtx, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => break,
         }
     }
-    ctx.endpoint
-        .close(quinn::VarInt::from_u32(2), b"shutting down");
+    if lane.is_none() {
+        ctx.endpoint
+            .close(CloseCode::Shutdown.varint(), b"shutting down");
+    }
 }
 
 /// An Error frame is the upstream's refusal; any other frame out of place is a protocol error.
@@ -95,38 +115,36 @@ fn link_err(e: LinkError) -> UpstreamError {
     }
 }
 
+fn connect_err(e: ConnectError) -> UpstreamError {
+    match e {
+        ConnectError::Timeout(target) => {
+            UpstreamError::Timeout(format!("QUIC handshake with {target}"))
+        }
+        ConnectError::Link(l) => link_err(l),
+        other => UpstreamError::Io(other.to_string()),
+    }
+}
+
 async fn session(
     ctx: &AgentUpstreamCtx,
+    link: &LinkConn,
+    lane: Option<&str>,
     streamed: &mut bool,
     partial: &mut Option<Incoming>,
 ) -> Result<(), UpstreamError> {
-    let conn = connect(ctx).await?;
-    let result = tokio::select! {
-        r = stream(ctx, &conn, streamed, partial) => r,
-        _ = crate::metrics::wire::count(&conn, &ctx.metrics, "upstream") => Ok(()),
+    let conn = link.get().await.map_err(connect_err)?;
+    let result = if lane.is_some() {
+        stream(ctx, &conn, lane, streamed, partial).await
+    } else {
+        tokio::select! {
+            r = stream(ctx, &conn, lane, streamed, partial) => r,
+            _ = crate::metrics::wire::count(&conn, &ctx.metrics, "upstream") => Ok(()),
+        }
     };
-    if let Err(UpstreamError::Protocol(msg)) = &result {
-        conn.close(
-            quinn::VarInt::from_u32(crate::serve::agent::CLOSE_PROTOCOL),
-            msg.as_bytes(),
-        );
+    if let (Err(UpstreamError::Protocol(msg)), None) = (&result, lane) {
+        conn.close(CloseCode::Protocol.varint(), msg.as_bytes());
     }
     result
-}
-
-async fn connect(ctx: &AgentUpstreamCtx) -> Result<quinn::Connection, UpstreamError> {
-    let target = tokio::net::lookup_host(&ctx.addr)
-        .await
-        .map_err(|e| UpstreamError::Io(format!("resolving {}: {e}", ctx.addr)))?
-        .next()
-        .ok_or_else(|| UpstreamError::Io(format!("{} resolves to no address", ctx.addr)))?;
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        quic::connect(&ctx.endpoint, target, &ctx.server_name),
-    )
-    .await
-    .map_err(|_| UpstreamError::Timeout(format!("QUIC handshake with {target}")))?
-    .map_err(link_err)
 }
 
 /// Opens the link's stream on `conn` and sends `hello` on it.
@@ -134,22 +152,23 @@ async fn open_link(
     conn: &quinn::Connection,
     hello: Frame,
 ) -> Result<(FrameWriter, FrameReader<quinn::RecvStream>), UpstreamError> {
-    let (send, recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| UpstreamError::Io(format!("opening a stream: {e}")))?;
-    let mut writer = FrameWriter::new(send);
-    writer.send(&hello).await.map_err(link_err)?;
-    Ok((writer, FrameReader::new(recv, MAX_FRAME)))
+    client::open_lane(conn, &hello).await.map_err(connect_err)
 }
-
-/// The suffix of a Hello name that asks only for the upstream's newest snapshot.
-pub const SNAPSHOT_ONLY: &str = "/snapshot";
 
 /// Snapshot refresh from the upstream agent: a second connection that asks only for its
 /// newest snapshot, stored if it is newer than ours. Returns the snapshot's offset.
 pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError> {
-    let conn = connect(ctx).await?;
+    let link = LinkConn::new(ctx.endpoint.clone(), &ctx.addr, &ctx.server_name);
+    fetch_lane_snapshot(ctx, &link, None).await
+}
+
+/// [`fetch_snapshot`] for one lane, on a connection of its own made by `link`.
+pub async fn fetch_lane_snapshot(
+    ctx: &AgentUpstreamCtx,
+    link: &LinkConn,
+    lane: Option<&str>,
+) -> Result<u64, UpstreamError> {
+    let conn = link.connect().await.map_err(connect_err)?;
     let (_writer, mut reader) = open_link(
         &conn,
         Frame::Hello {
@@ -158,6 +177,7 @@ pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError
             replid: None,
             next_offset: 0,
             partial: None,
+            lane: lane.map(str::to_string),
         },
     )
     .await?;
@@ -193,7 +213,7 @@ pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError
             other => break Err(unexpected_frame(other, "while fetching a snapshot")),
         }
     };
-    conn.close(quinn::VarInt::from_u32(0), b"snapshot received");
+    conn.close(CloseCode::Done.varint(), b"snapshot received");
     result
 }
 
@@ -296,6 +316,7 @@ impl Incoming {
 async fn stream(
     ctx: &AgentUpstreamCtx,
     conn: &quinn::Connection,
+    lane: Option<&str>,
     streamed: &mut bool,
     incoming: &mut Option<Incoming>,
 ) -> Result<(), UpstreamError> {
@@ -308,6 +329,7 @@ async fn stream(
             replid: position.as_ref().map(|p| p.0.clone()),
             next_offset: position.as_ref().map(|p| p.1 + 1).unwrap_or(0),
             partial: incoming.as_ref().map(Incoming::offer),
+            lane: lane.map(str::to_string),
         },
     )
     .await?;
