@@ -13,7 +13,8 @@ use crate::log::{Log, LogConfig, LogError};
 use crate::metrics::admin::{self, AdminState};
 use crate::metrics::{Health, Metrics, MetricsError};
 use crate::serve::agent::{self as serve_agent, AgentServeCtx};
-use crate::serve::peers::Peers;
+use crate::serve::cluster_port::{self, ClusterEndpoint, LaneReplicas};
+use crate::serve::peers::{LaneMap, Peers};
 use crate::serve::{self, Replicas, ServeCtx};
 use crate::upstream::agent::{self as up_agent, AgentUpstreamCtx};
 use crate::upstream::redis::UpstreamCtx;
@@ -38,6 +39,8 @@ pub enum AppError {
     Link(#[from] LinkError),
     #[error("{0} needs the [tls] section")]
     NoTls(&'static str),
+    #[error("region lanes: {0}")]
+    Region(#[from] crate::region::RegionError),
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
@@ -91,7 +94,13 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let peers = Arc::new(Peers::default());
+    let lanes = LaneMap::default();
     let mut tasks = Vec::new();
+    // A cluster-mode region agent: lanes learnt from the site agent's slot map.
+    let region_replicas: Option<LaneReplicas> = match (&cfg.source, cfg.shard_ports) {
+        (Source::Agent { .. }, Some(_)) => Some(LaneReplicas::default()),
+        _ => None,
+    };
 
     // The QUIC listener for downstream agents.
     if let Some(listen) = cfg.listen_agent {
@@ -102,7 +111,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             log: log.clone(),
             metrics: metrics.clone(),
             peers: peers.clone(),
-            lanes: Default::default(),
+            lanes: lanes.clone(),
             max_agents: cfg.max_agents,
             link: cfg.link.clone(),
             shutdown: shutdown_rx.clone(),
@@ -132,6 +141,22 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             )));
             tasks.push(tokio::spawn(refresh::run(up_ctx, shutdown_rx.clone())));
             cfg.upstream.redis.clone()
+        }
+        Source::Agent { addr, server_name } if region_replicas.is_some() => {
+            let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("upstream.agent"))?;
+            tasks.extend(
+                crate::region::spawn_region(
+                    &cfg,
+                    tls,
+                    (addr, server_name),
+                    metrics.clone(),
+                    lanes.clone(),
+                    region_replicas.clone().unwrap_or_default(),
+                    shutdown_rx.clone(),
+                )
+                .await?,
+            );
+            addr.clone()
         }
         Source::Agent { addr, server_name } => {
             let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("upstream.agent"))?;
@@ -204,7 +229,24 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             Some(acceptor),
         )));
     }
-    tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx, None)));
+    match region_replicas {
+        Some(replicas) => {
+            let ep = ClusterEndpoint {
+                my_id: crate::serve::cluster::node_id(&cfg.name),
+                my_addr: cluster_port::my_addr(cfg.listen_redis),
+                map: lanes.slot_map().subscribe(),
+                lanes: replicas,
+                requirepass: cfg.requirepass.clone(),
+                timeout: cfg.serve_timeout,
+            };
+            tasks.push(tokio::spawn(cluster_port::run(
+                replica_listener,
+                ep,
+                shutdown_rx.clone(),
+            )));
+        }
+        None => tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx, None))),
+    }
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         admin_state,

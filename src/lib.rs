@@ -9,6 +9,7 @@
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
 //! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
+//! - [`region`]: a cluster-mode region agent: lanes learnt from the site's slot map.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`app`]: wires everything together with one shutdown path.
 
@@ -22,6 +23,7 @@ pub mod log;
 pub mod metrics;
 pub mod rdb;
 pub mod redistls;
+pub mod region;
 pub mod resp;
 pub mod serve;
 pub mod units;

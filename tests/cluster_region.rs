@@ -1,8 +1,14 @@
 //! The region side of a cluster, against real servers: a real 3-master/3-replica Redis 7.0
-//! cluster, a cluster-mode site agent, wan-sim, a cluster-mode region agent and one standalone
-//! region replica per shard port. Per shard the region replica equals its source master key by
-//! key; a 30 s WAN outage with writes on every shard ends in a partial resync on every lane;
-//! redis-py's `RedisCluster` pointed at the region agent reads every key.
+//! cluster, a site (one lane per shard: a real log and upstream replica link per master, served
+//! by the real agent link with the slot map on the control stream), wan-sim, a cluster-mode
+//! region agent process and one standalone region replica per shard port. Per shard the region
+//! replica equals its source master key by key; a 30 s WAN outage with writes on every shard
+//! ends in a partial resync on every lane; redis-py's `RedisCluster` pointed at the region
+//! agent reads every key.
+//!
+//! The site here is assembled in-process from the library's lane pieces (log, Redis upstream,
+//! agent link server, LaneMap, slot map) from the cluster's own `CLUSTER SHARDS`, so the
+//! region side is tested on its own; the site agent's discovery is tested in its own files.
 
 mod support;
 
@@ -51,15 +57,6 @@ impl Cluster {
             .iter()
             .filter(|n| n.info_field("replication", "role") == "master")
             .collect()
-    }
-
-    fn seeds(&self) -> String {
-        self.nodes
-            .iter()
-            .take(3)
-            .map(|n| format!("\"{}\"", n.addr()))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
@@ -125,16 +122,10 @@ fn region_lanes_follow_a_real_cluster_through_a_wan_outage_and_serve_redis_py() 
     let cluster = Cluster::start(3);
     let pki = Pki::new(&["site", "region"]);
     let site_agent_port = free_udp_port();
-    let site_ports = free_port_run(3);
-    let site = Agent::start(&format!(
-        "name = \"site\"\ndata_dir = \"{{data_dir}}\"\n[upstream]\ncluster = [{}]\n\
-         [listen]\nredis = \"127.0.0.1:{{redis_port}}\"\nadmin = \"127.0.0.1:{{admin_port}}\"\n\
-         agent = \"127.0.0.1:{site_agent_port}\"\nshard_ports = \"{}-{}\"\n{}",
-        cluster.seeds(),
-        site_ports,
-        site_ports + 2,
-        pki.tls_section("site", None)
-    ));
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let site_dir = tempfile::tempdir().expect("tempdir");
+    let (stop_site, site_stop_rx) = tokio::sync::watch::channel(false);
+    start_site(&rt, &cluster, &pki, site_agent_port, site_dir.path(), site_stop_rx);
     let wan = WanSimProc::start(site_agent_port, &[]);
     let region_ports = free_port_run(3);
     let region = Agent::start(&format!(
@@ -211,7 +202,109 @@ fn region_lanes_follow_a_real_cluster_through_a_wan_outage_and_serve_redis_py() 
         region.redis_port
     ));
     assert_eq!(out.trim(), "3 0", "redis-py: nodes and wrong values");
-    drop(site);
+    let _ = stop_site.send(true);
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
+
+/// The site: one lane per shard of `cluster` (named after the shard id), each a real log fed
+/// by a real replica link to its master, all served by the agent link on `quic_port` with the
+/// slot map built from `CLUSTER SHARDS`.
+fn start_site(
+    rt: &tokio::runtime::Runtime,
+    cluster: &Cluster,
+    pki: &Pki,
+    quic_port: u16,
+    dir: &std::path::Path,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use georelay::cluster::{LaneSlots, SlotMap};
+    use georelay::serve::peers::{Lane, LaneMap, Peers};
+    use std::sync::Arc;
+    let mut c = cluster.nodes[0].client();
+    let topo = georelay::cluster::topology::parse_shards(&c.cmd(&["CLUSTER", "SHARDS"]))
+        .expect("parse CLUSTER SHARDS");
+    assert_eq!(topo.shards.len(), 3);
+    let lanes = LaneMap::default();
+    let mut map = Vec::new();
+    let link = georelay::config::Config::parse(
+        "data_dir = \"d\"\n[upstream]\nredis = \"127.0.0.1:1\"\n",
+        std::path::Path::new("/t.toml"),
+    )
+    .expect("default config")
+    .link;
+    let _guard = rt.enter();
+    for (i, shard) in topo.shards.iter().enumerate() {
+        let master = shard.master().expect("a master per shard");
+        let name = shard.id.clone().unwrap_or_else(|| master.id.clone());
+        let log = georelay::log::Log::open(georelay::log::LogConfig {
+            dir: dir.join("lanes").join(&name),
+            segment_bytes: 64 << 20,
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(86_400),
+            fsync: georelay::log::FsyncPolicy::EverySec,
+            snapshot_after_bytes: 512 << 20,
+            keep_page_cache: false,
+        })
+        .expect("open lane log");
+        let metrics = georelay::metrics::Metrics::new("site").expect("metrics");
+        let up = georelay::upstream::redis::UpstreamCtx {
+            cfg: georelay::config::UpstreamConfig {
+                redis: master.addr(false),
+                username: None,
+                password: None,
+                announce_version: None,
+            },
+            listening_port: 1,
+            log: log.clone(),
+            metrics,
+            health: georelay::metrics::Health::new(),
+            tls: None,
+            remote_ack: None,
+        };
+        rt.spawn(georelay::upstream::redis::run(up.clone(), shutdown.clone()));
+        rt.spawn(georelay::upstream::refresh::run(up, shutdown.clone()));
+        lanes.insert(
+            &name,
+            Lane {
+                log,
+                peers: Arc::new(Peers::default()),
+            },
+        );
+        map.push(LaneSlots {
+            name,
+            alias: format!("shard-{i}"),
+            ranges: shard.slots.clone(),
+        });
+    }
+    lanes
+        .slot_map()
+        .send_replace(Some(SlotMap::new(1, map).expect("valid slot map")));
+    let tls = georelay::link::TlsFiles::in_dir(pki.dir.path(), "site");
+    let endpoint = georelay::link::quic::server_endpoint(
+        std::net::SocketAddr::from(([127, 0, 0, 1], quic_port)),
+        &tls,
+        &link.transport,
+    )
+    .expect("site QUIC endpoint");
+    let ctx = georelay::serve::agent::AgentServeCtx {
+        log: georelay::log::Log::open(georelay::log::LogConfig {
+            dir: dir.join("standalone"),
+            segment_bytes: 1 << 20,
+            max_bytes: 4 << 20,
+            max_age: Duration::from_secs(86_400),
+            fsync: georelay::log::FsyncPolicy::EverySec,
+            snapshot_after_bytes: 2 << 20,
+            keep_page_cache: false,
+        })
+        .expect("open standalone log"),
+        metrics: georelay::metrics::Metrics::new("site").expect("metrics"),
+        peers: Arc::new(Peers::default()),
+        lanes,
+        max_agents: 4,
+        link,
+        shutdown,
+    };
+    rt.spawn(georelay::serve::agent::run(endpoint, ctx));
 }
 
 /// The lane names the region agent reports (the `shard` label of its lane metrics).

@@ -20,7 +20,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{slotmap_codec, SlotMap};
+use crate::cluster::slotmap_codec;
 use crate::config::{Config, PortRange};
 use crate::link::client::{self, LinkConn};
 use crate::link::control::{self, CONTROL_LANE};
@@ -62,13 +62,46 @@ pub struct RegionCtx {
     pub link: Arc<LinkConn>,
     pub lanes_dir: PathBuf,
     pub ports: PortRange,
-    /// Lanes served to downstream agents (chains).
+    /// Lanes served to downstream agents (chains), and the slot map as last received (also
+    /// served to them on their control streams).
     pub serve_lanes: LaneMap,
     /// Each lane's replicas, for the cluster endpoint.
     pub replicas: LaneReplicas,
-    /// The slot map as last received (also served to downstream agents).
-    pub map: watch::Sender<Option<SlotMap>>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// Builds the region's context from the config (a QUIC client endpoint whose connection
+/// window covers every lane's stream window, so a lane that is behind cannot take the
+/// connection's whole window from the others) and starts it with [`spawn`].
+pub async fn spawn_region(
+    cfg: &Config,
+    tls: &crate::link::TlsFiles,
+    (addr, server_name): (&str, &str),
+    metrics: Arc<Metrics>,
+    serve_lanes: LaneMap,
+    replicas: LaneReplicas,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, crate::app::AppError> {
+    let ports = cfg.shard_ports.ok_or(RegionError::Registry(
+        "listen.shard_ports is required for a cluster-mode region agent".into(),
+    ))?;
+    let mut transport = cfg.link.transport.clone();
+    let lanes = u64::try_from(ports.len()).unwrap_or(u64::MAX).saturating_add(1);
+    transport.conn_window = transport.stream_window.saturating_mul(lanes);
+    let endpoint = crate::link::quic::client_endpoint(tls, &transport)?;
+    let ctx = RegionCtx {
+        cfg: Arc::new(cfg.clone()),
+        metrics,
+        upstream: addr.to_string(),
+        server_name: server_name.to_string(),
+        link: Arc::new(LinkConn::new(endpoint, addr, server_name)),
+        lanes_dir: cfg.data_dir.join("lanes"),
+        ports,
+        serve_lanes,
+        replicas,
+        shutdown,
+    };
+    Ok(spawn(ctx).await?)
 }
 
 /// Starts the persisted lanes, the control stream follower and the lane keeper; returns
@@ -83,7 +116,7 @@ pub async fn spawn(ctx: RegionCtx) -> Result<Vec<JoinHandle<()>>, RegionError> {
     .map_err(|e| RegionError::Task(e.to_string()))?
     .map_err(RegionError::Registry)?;
     if map.is_some() {
-        ctx.map.send_replace(map);
+        ctx.serve_lanes.slot_map().send_replace(map);
     }
     let mut tasks = Vec::new();
     let mut started = HashSet::new();
@@ -138,7 +171,7 @@ async fn control_session(ctx: &RegionCtx, idle: Duration) -> Result<(), String> 
     control::follow(
         reader.into_inner(),
         writer.get_mut(),
-        &ctx.map,
+        ctx.serve_lanes.slot_map(),
         idle,
         ctx.shutdown.clone(),
     )
@@ -149,7 +182,7 @@ async fn control_session(ctx: &RegionCtx, idle: Duration) -> Result<(), String> 
 /// Creates the lanes each new map names (port assigned and persisted first) and persists the
 /// map; lanes that leave the map keep running and serving what they hold.
 async fn keep_lanes(ctx: RegionCtx, mut registry: RegionLanes, mut started: HashSet<String>) {
-    let mut maps = ctx.map.subscribe();
+    let mut maps = ctx.serve_lanes.slot_map().subscribe();
     let mut shutdown = ctx.shutdown.clone();
     let mut lane_tasks: Vec<JoinHandle<()>> = Vec::new();
     loop {
