@@ -90,6 +90,8 @@ fn main() -> Result<()> {
         eprintln!("== {} took {:.0} s", sc.name, t.elapsed().as_secs_f64());
     }
     m.insert("loadavg_end", report::sh("cat /proc/loadavg"));
+    let ran: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    report::carry_over(&mut res, &o, &ran)?;
     report::write(&res, &m, &o, wall0.elapsed().as_secs_f64())?;
     let _ = std::fs::remove_dir_all(&o.work);
     Ok(())

@@ -38,7 +38,7 @@ pub struct Opts {
     #[arg(long, default_value = "0,1,5")]
     pub losses: String,
     /// Stream MB written for the lossy-WAN burst and outage backlog (more than a window carries).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 400)]
     pub lossy_mb: u64,
     /// Seconds over which lossy-WAN rates are measured.
     #[arg(long, default_value_t = 3.0)]

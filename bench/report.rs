@@ -55,6 +55,23 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
+/// A warning when the machine was busy with other work during the run: the 1-minute load average
+/// at the start or the end above the number of cores.
+fn contention(m: &BTreeMap<&str, String>) -> Option<String> {
+    let load = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cores: f64 = m.get("nproc").and_then(|n| n.parse().ok()).unwrap_or(1.0);
+    let (start, end) = (load("loadavg_start"), load("loadavg_end"));
+    (start.max(end) > cores).then(|| {
+        format!(
+            "Measured under contention: load average {start:.1} at the start and {end:.1} at the end on {cores} cores (other work shared the machine), so these numbers are not quiet-machine numbers; compare the rows within one table."
+        )
+    })
+}
+
 pub fn render(
     res: &Results,
     m: &BTreeMap<&str, String>,
@@ -71,9 +88,15 @@ pub fn render(
         md.push_str(&format!("| {k} | {v} |\n"));
     }
     md.push_str(&format!(
-        "| runs per scenario | {} |\n| bench wall time | {:.0} s |\n\n",
+        "| runs per scenario | {} |\n| bench wall time | {:.0} s |\n",
         o.runs, wall
     ));
+    let ran: Vec<&str> = ALL
+        .iter()
+        .map(|s| s.name)
+        .filter(|n| !res.carried.contains_key(*n) && res.rows.iter().any(|r| r.0 == *n))
+        .collect();
+    md.push_str(&format!("| scenarios run | {} |\n\n", ran.join(", ")));
     md.push_str("The machine is shared with other work (2 cores): absolute numbers are noisy, compare the ratios within one run — every table puts the baseline next to georelay, measured in the same run. Cells are `median [min – max]` over the runs.\n\n");
     md.push_str(
         "## Targets (from issue 5)\n\n| target | measured (medians) | met |\n|---|---|---|\n",
@@ -87,14 +110,37 @@ pub fn render(
         ));
     }
     md.push('\n');
+    let contention = contention(m);
+    if let Some(c) = &contention {
+        md.push_str(&format!("**This run ({}): {c}**\n\n", ran.join(", ")));
+    }
     for scenario in ALL {
         let (sc, title, how) = (scenario.name, scenario.title, scenario.how);
         let srows: Vec<_> = res.rows.iter().filter(|r| r.0 == sc).collect();
         if srows.is_empty() {
             continue;
         }
-        let rerun = format!("scripts/bench.sh --only {sc} --runs {}", o.runs);
-        md.push_str(&format!("## {title}\n\n{how}\n\nRerun: `{rerun}`\n\n"));
+        let (rerun, from) = match res.carried.get(sc) {
+            Some((rerun, from)) => (rerun.clone(), format!("*{from}*\n\n")),
+            None => (
+                format!(
+                    "scripts/bench.sh --only {sc} --runs {}{}",
+                    o.runs,
+                    o.set
+                        .iter()
+                        .filter(|kv| kv.starts_with(&format!("{sc}.")))
+                        .map(|kv| format!(" --set {kv}"))
+                        .collect::<String>()
+                ),
+                contention
+                    .as_ref()
+                    .map(|c| format!("*{c}*\n\n"))
+                    .unwrap_or_default(),
+            ),
+        };
+        md.push_str(&format!(
+            "## {title}\n\n{how}\n\n{from}Rerun: `{rerun}`\n\n"
+        ));
         let mut cases: Vec<&str> = Vec::new();
         let mut metrics: Vec<(&str, &str)> = Vec::new();
         for r in &srows {
@@ -146,10 +192,73 @@ pub fn render(
                 min,
                 max,
                 rerun: rerun.clone(),
+                from: res.carried.get(sc).map(|c| c.1.clone()),
             });
         }
     }
     (md, rows)
+}
+
+/// Keeps the scenarios this run did not select: their rows, notes and `Rerun:` commands come
+/// from the previous `benchmarks.json` in `--out-dir`, marked with the run they were measured in,
+/// so a partial rerun (`--only lossy`) does not erase the other tables.
+pub fn carry_over(res: &mut Results, o: &Opts, ran: &[&str]) -> Result<()> {
+    let path = o.out_dir.join("benchmarks.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let prev: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let m = &prev["machine"];
+    let field = |k: &str| m[k].as_str().unwrap_or("?").to_string();
+    let load = |k: &str| {
+        field(k)
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let from = format!(
+        "Not rerun this time: measured on {} at commit {}, load average {} at the start and {} at the end.",
+        field("date"),
+        field("georelay"),
+        load("loadavg_start"),
+        load("loadavg_end")
+    );
+    let text_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    for row in prev["rows"].as_array().into_iter().flatten() {
+        let sc = text_of(&row["scenario"]);
+        if ran.contains(&sc.as_str()) || !ALL.iter().any(|s| s.name == sc) {
+            continue;
+        }
+        let values: Vec<f64> = row["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let from = row["from"]
+            .as_str()
+            .map_or_else(|| from.clone(), str::to_string);
+        res.carried
+            .entry(sc.clone())
+            .or_insert_with(|| (text_of(&row["rerun"]), from));
+        res.rows.push((
+            sc,
+            text_of(&row["case"]),
+            text_of(&row["metric"]),
+            text_of(&row["unit"]),
+            values,
+        ));
+    }
+    let carried: Vec<String> = res.carried.keys().cloned().collect();
+    for sc in carried {
+        if let Some(notes) = prev["notes"][&sc].as_array() {
+            let notes = notes.iter().map(text_of);
+            res.notes.entry(sc).or_default().extend(notes);
+        }
+    }
+    Ok(())
 }
 
 /// The targets of every scenario that recorded rows, in registry order.

@@ -15,6 +15,9 @@ pub struct Row {
     pub min: f64,
     pub max: f64,
     pub rerun: String,
+    /// For a scenario not rerun: the run its numbers come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +32,9 @@ pub struct Results {
     // (scenario, metric order, case order) preserved by insertion index
     pub rows: Vec<(String, String, String, String, Vec<f64>)>,
     pub notes: BTreeMap<String, Vec<String>>,
+    /// Scenarios not run this time whose rows come from the previous benchmarks.json:
+    /// scenario -> (its `Rerun:` command, where the numbers come from).
+    pub carried: BTreeMap<String, (String, String)>,
 }
 
 impl Results {

@@ -199,6 +199,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         connections: Arc::default(),
         upstream: upstream_name,
         shutdown: shutdown_rx.clone(),
+        port: Arc::default(),
     };
     let admin_state = AdminState {
         metrics: metrics.clone(),

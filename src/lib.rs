@@ -8,6 +8,7 @@
 //! - [`upstream`]: the replica side towards a Redis master.
 //! - [`serve`]: the master side towards Redis replicas.
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
+//! - [`origin`]: the origin server's release, as its snapshot's RDB names it.
 //! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
 //! - [`region`]: a cluster-mode region agent: lanes learnt from the site's slot map.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
@@ -21,6 +22,7 @@ pub mod failpoint;
 pub mod link;
 pub mod log;
 pub mod metrics;
+pub mod origin;
 pub mod rdb;
 pub mod redistls;
 pub mod region;

@@ -37,9 +37,9 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
             res.rec(sc, &case, "catch-up rate", "MB/s", mb as f64 * MB / el / MB);
         }
         {
-            // B is stopped for the outage (wan-sim's user-space relay tops out near 40 MB/s on
-            // this machine, below the link; the lossy scenario measures through it). The far
-            // replica stays up and reconnects to B by itself (Redis retries once a second).
+            // B is stopped for the outage (no wan-sim: this row measures the relay alone; the
+            // lossy scenario goes through it). The far replica stays up and reconnects to B by
+            // itself (Redis retries once a second).
             let case = format!("agent chain, B down during the outage, {mb} MB");
             let link = "compression = \"none\"";
             let mut s = Setup::start(env, Topo::Agents, link, None)?;
@@ -106,7 +106,7 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
 pub const SCENARIO: Scenario = Scenario {
     name: "catchup",
     title: "4. Catch-up to the far replica after an outage",
-    how: "Baseline: a direct replica is SIGSTOPped while the backlog is written (the master holds it in the replica output buffer), then SIGCONTed. Agent chain: agent B is stopped (SIGTERM) while the backlog is written into A, then started; its Redis replica stays up and reconnects by itself (Redis retries once a second). Timed from B's start until the far replica's offset reaches the origin's. (wan-sim's user-space relay tops out near 40 MB/s here, below the link, so it is not used for this row; scenario 6 goes through it.)",
+    how: "Baseline: a direct replica is SIGSTOPped while the backlog is written (the master holds it in the replica output buffer), then SIGCONTed. Agent chain: agent B is stopped (SIGTERM) while the backlog is written into A, then started; its Redis replica stays up and reconnects by itself (Redis retries once a second). Timed from B's start until the far replica's offset reaches the origin's. (No wan-sim in this row: it measures the relay alone; scenario 6 goes through wan-sim, and scenario 8 measures wan-sim's own ceiling.)",
     run,
     targets: no_targets,
 };

@@ -40,7 +40,7 @@ fn len_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn put_line(out: &mut BytesMut, ty: u8, text: &[u8]) {
+pub(super) fn put_line(out: &mut BytesMut, ty: u8, text: &[u8]) {
     out.reserve(text.len() + 3);
     out.put_u8(ty);
     for &c in text {
@@ -49,7 +49,7 @@ fn put_line(out: &mut BytesMut, ty: u8, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-fn put_bulk(out: &mut BytesMut, data: &[u8]) {
+pub(super) fn put_bulk(out: &mut BytesMut, data: &[u8]) {
     put_header(out, b'$', len_i64(data.len()));
     out.reserve(data.len() + 2);
     out.put_slice(data);
@@ -57,7 +57,7 @@ fn put_bulk(out: &mut BytesMut, data: &[u8]) {
 }
 
 /// Writes `<ty><decimal n>\r\n` without going through `fmt`.
-fn put_header(out: &mut BytesMut, ty: u8, n: i64) {
+pub(super) fn put_header(out: &mut BytesMut, ty: u8, n: i64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = n.unsigned_abs();

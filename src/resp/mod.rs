@@ -1,4 +1,5 @@
-//! RESP codec (pure, no I/O): frames, client commands, reply lines and the replication-stream scanner.
+//! RESP codec (pure, no I/O): frames, client commands, RESP2/RESP3 replies, reply lines and the
+//! replication-stream scanner.
 //!
 //! Decoding follows a check-then-parse model: the functions look at a buffer, and return
 //! `Ok(None)` (consuming nothing) when the input is still incomplete, so the caller reads more
@@ -9,12 +10,14 @@ mod encode;
 mod error;
 mod frame;
 mod lex;
+mod reply;
 pub mod scan;
 
 pub use command::{parse_command, read_line};
 pub use encode::{command, encode};
 pub use error::RespError;
 pub use frame::{check, parse_frame, Frame, Limits};
+pub use reply::{Proto, Reply};
 pub use scan::{ScanResult, StreamScanner};
 
 #[cfg(test)]

@@ -330,6 +330,7 @@ mod tests {
             port: 7001,
             state: crate::serve::ReplicaState::Online,
             ack_offset: 1,
+            fack_offset: 0,
             last_ack: std::time::Instant::now(),
             last_sync: "full",
         });

@@ -10,8 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::rdbcheck::{self, Release, Verdict};
-use super::session::CLIENT_LIMITS;
-use super::{ReplicaInfo, ReplicaState, ServeCtx, ServeError};
+use super::{ReplicaInfo, ReplicaState, ServeCtx, ServeError, CLIENT_LIMITS};
 use crate::log::{FullReason, LogError, PsyncDecision, SnapshotMeta};
 use crate::rdb::RdbHeader;
 use crate::resp;
@@ -74,6 +73,7 @@ pub async fn serve_sync(
         port: conn.port,
         state: ReplicaState::WaitBgsave,
         ack_offset: 0,
+        fack_offset: 0,
         last_ack: Instant::now(),
         last_sync: "",
     });
@@ -96,12 +96,33 @@ pub async fn serve_sync(
     let _ = ctx.metrics.replica_lag_bytes.remove_label_values(&[&label]);
     let _ = ctx
         .metrics
+        .replica_fsync_offset
+        .remove_label_values(&[&label]);
+    let _ = ctx
+        .metrics
         .replica_lag_seconds
         .remove_label_values(&[&label]);
     result
 }
 
-/// Consumes what the replica sends after PSYNC: `REPLCONF ACK <off>` and newlines.
+/// `REPLCONF ACK <off> [FACK <aof-off>]` → (ack, fack); None for anything else.
+fn parse_ack(args: &[bytes::Bytes]) -> Option<(u64, Option<u64>)> {
+    let num = |b: &bytes::Bytes| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+    if args.len() < 3
+        || !args[0].eq_ignore_ascii_case(b"replconf")
+        || !args[1].eq_ignore_ascii_case(b"ack")
+    {
+        return None;
+    }
+    let ack = num(&args[2])?;
+    let fack = match args.get(3..5) {
+        Some([k, v]) if k.eq_ignore_ascii_case(b"fack") => num(v),
+        _ => None,
+    };
+    Some((ack, fack))
+}
+
+/// Consumes what the replica sends after PSYNC: `REPLCONF ACK <off> [FACK <off>]` and newlines.
 async fn read_acks(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
@@ -115,23 +136,17 @@ async fn read_acks(
             .map_err(|e| ServeError::Protocol(e.to_string()))?
         {
             let now = Instant::now();
-            let is_ack = args.len() >= 3
-                && args[0].eq_ignore_ascii_case(b"replconf")
-                && args[1].eq_ignore_ascii_case(b"ack");
-            let off = if is_ack {
-                std::str::from_utf8(&args[2])
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-            } else {
-                None
-            };
+            let ack = parse_ack(&args);
             ctx.replicas.update(id, |r| {
                 r.last_ack = now;
-                if let Some(o) = off {
+                if let Some((o, f)) = ack {
                     r.ack_offset = r.ack_offset.max(o);
+                    if let Some(f) = f {
+                        r.fack_offset = r.fack_offset.max(f);
+                    }
                 }
             });
-            if let Some(o) = off {
+            if let Some((o, f)) = ack {
                 if !acked {
                     ctx.replicas.unacked.acked(label);
                     acked = true;
@@ -145,6 +160,10 @@ async fn read_acks(
                     &ctx.log,
                     o,
                 );
+                if let Some(f) = f {
+                    let g = m.replica_fsync_offset.with_label_values(&[label]);
+                    g.set(g.get().max(i64::try_from(f).unwrap_or(i64::MAX)));
+                }
             }
         }
         if rd.read_buf(&mut buf).await? == 0 {
@@ -444,5 +463,34 @@ async fn stream(
             }
             _ = shutdown.changed() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn args(s: &[&str]) -> Vec<Bytes> {
+        s.iter().map(|a| Bytes::from(a.to_string())).collect()
+    }
+
+    #[test]
+    fn acks_with_and_without_fack() {
+        assert_eq!(
+            parse_ack(&args(&["REPLCONF", "ACK", "10"])),
+            Some((10, None))
+        );
+        assert_eq!(
+            parse_ack(&args(&["replconf", "ack", "10", "FACK", "7"])),
+            Some((10, Some(7)))
+        );
+        assert_eq!(parse_ack(&args(&["REPLCONF", "ACK", "x"])), None);
+        assert_eq!(
+            parse_ack(&args(&["REPLCONF", "ACK", "5", "FACK", "bad"])),
+            Some((5, None))
+        );
+        assert_eq!(parse_ack(&args(&["REPLCONF", "GETACK", "*"])), None);
+        assert_eq!(parse_ack(&args(&["PING"])), None);
     }
 }

@@ -6,29 +6,89 @@ use std::fmt::Write;
 use bytes::Bytes;
 
 use super::{ReplicaState, ServeCtx};
-use crate::resp::Frame;
+use crate::origin::OriginRelease;
+use crate::resp::Reply;
 
 const NO_REPLID: &str = "0000000000000000000000000000000000000000";
+/// Shown as the server version before the agent holds any snapshot to learn it from.
+const UNKNOWN_VERSION: &str = "0.0.0";
 
-/// The INFO text for `section` (None, "all", "default", "replication" or "server").
-pub fn info(ctx: &ServeCtx, section: Option<&str>) -> String {
+/// The `redis_version` to report: the origin's, as its snapshot names it.
+pub fn origin_version(origin: Option<&OriginRelease>) -> &str {
+    origin.map(|o| o.redis_version()).unwrap_or(UNKNOWN_VERSION)
+}
+
+/// The INFO text for the requested sections (none = default; `all`, `everything`, `default`;
+/// or any of server, clients, memory, persistence, replication, keyspace).
+/// `tcp_port` is the port the asking connection came in on.
+pub fn info(
+    ctx: &ServeCtx,
+    origin: Option<&OriginRelease>,
+    tcp_port: u16,
+    sections: &[String],
+) -> String {
+    let all = sections.is_empty()
+        || sections
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let want = |name: &str| all || sections.iter().any(|s| s == name);
     let mut out = String::new();
-    let all = matches!(
-        section,
-        None | Some("all") | Some("default") | Some("everything")
-    );
-    if all || section == Some("server") {
+    if want("server") {
+        server(ctx, origin, tcp_port, &mut out);
+    }
+    if want("clients") {
         let _ = write!(
             out,
-            "# Server\r\nredis_version:7.0.0\r\ngeorelay_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id()
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            ctx.port.clients.len(),
+            ctx.max_connections
         );
     }
-    if all || section == Some("replication") {
+    if want("memory") {
+        out.push_str(
+            "# Memory\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n\r\n",
+        );
+    }
+    if want("persistence") {
+        out.push_str("# Persistence\r\nloading:0\r\naof_enabled:0\r\n\r\n");
+    }
+    if want("replication") {
         replication(ctx, &mut out);
+        out.push_str("\r\n");
+    }
+    if want("keyspace") {
+        out.push_str("# Keyspace\r\n");
     }
     out
+}
+
+fn server(ctx: &ServeCtx, origin: Option<&OriginRelease>, tcp_port: u16, out: &mut String) {
+    let uptime = ctx.port.started.elapsed().as_secs();
+    let _ = write!(
+        out,
+        "# Server\r\nredis_version:{}\r\n",
+        origin_version(origin)
+    );
+    if let Some(o) = origin.filter(|o| o.valkey) {
+        let _ = write!(
+            out,
+            "server_name:valkey\r\nvalkey_version:{}\r\n",
+            o.version
+        );
+    }
+    let _ = write!(
+        out,
+        "georelay_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\n\
+         process_id:{}\r\nrun_id:{}\r\ntcp_port:{tcp_port}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\
+         hz:10\r\nconfigured_hz:10\r\n\r\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        usize::BITS,
+        std::process::id(),
+        ctx.port.run_id,
+        uptime / 86_400,
+    );
 }
 
 fn replication(ctx: &ServeCtx, out: &mut String) {
@@ -42,16 +102,30 @@ fn replication(ctx: &ServeCtx, out: &mut String) {
         .upstream_up
         .load(std::sync::atomic::Ordering::Relaxed);
     let has_epoch = !status.history.is_empty();
+    let heard = ctx
+        .metrics
+        .upstream_view
+        .heard_us
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let since_heard = if heard == 0 {
+        -1
+    } else {
+        i64::try_from(crate::clock::now_us().saturating_sub(heard) / 1_000_000).unwrap_or(i64::MAX)
+    };
     let _ = write!(
         out,
         "# Replication\r\nrole:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\n\
          master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:0\r\nslave_read_repl_offset:{}\r\n\
-         slave_repl_offset:{}\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n",
+         slave_repl_offset:{}\r\n",
         if up { "up" } else { "down" },
-        if up { 0 } else { -1 },
+        if up { since_heard.max(0) } else { -1 },
         status.head,
         status.head,
     );
+    if !up {
+        let _ = write!(out, "master_link_down_since_seconds:{since_heard}\r\n");
+    }
+    out.push_str("slave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n");
     let replicas = ctx.replicas.snapshot();
     let _ = write!(out, "connected_slaves:{}\r\n", replicas.len());
     for (i, r) in replicas.iter().enumerate() {
@@ -62,11 +136,12 @@ fn replication(ctx: &ServeCtx, out: &mut String) {
         };
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={lag}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={lag},fsync_offset={}\r\n",
             r.ip,
             r.port,
             r.state.as_redis(),
-            r.ack_offset
+            r.ack_offset,
+            r.fack_offset
         );
     }
     let (replid, replid2, second) = match status.history.as_slice() {
@@ -92,7 +167,7 @@ fn replication(ctx: &ServeCtx, out: &mut String) {
 }
 
 /// `ROLE`: answered like a chained replica: `["slave", host, port, state, offset]`.
-pub fn role(ctx: &ServeCtx) -> Frame {
+pub fn role(ctx: &ServeCtx) -> Reply {
     let (host, port) = ctx
         .upstream
         .rsplit_once(':')
@@ -102,15 +177,15 @@ pub fn role(ctx: &ServeCtx) -> Frame {
         .upstream_up
         .load(std::sync::atomic::Ordering::Relaxed);
     let offset = ctx.log.current().map(|c| c.1 as i64).unwrap_or(-1);
-    Frame::Array(vec![
-        Frame::Bulk(Bytes::from_static(b"slave")),
-        Frame::Bulk(Bytes::from(host.to_string())),
-        Frame::Integer(port.parse().unwrap_or(0)),
-        Frame::Bulk(Bytes::from_static(if up {
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from_static(b"slave")),
+        Reply::Bulk(Bytes::from(host.to_string())),
+        Reply::Integer(port.parse().unwrap_or(0)),
+        Reply::Bulk(Bytes::from_static(if up {
             b"connected"
         } else {
             b"connect"
         })),
-        Frame::Integer(offset),
+        Reply::Integer(offset),
     ])
 }

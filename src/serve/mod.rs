@@ -2,13 +2,16 @@
 //! replicas, and the shared context.
 
 pub mod agent;
+pub mod clients;
 pub mod cluster;
 pub mod cluster_port;
+pub mod commands;
 pub mod feed;
 pub mod info;
 pub mod peers;
 pub mod rdbcheck;
 pub mod session;
+pub mod tooling;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +24,16 @@ use tokio::sync::watch;
 
 use crate::log::{Log, LogError};
 use crate::metrics::{Health, Metrics};
+use crate::resp::Limits;
+
+/// Limits for what clients send on the replica port: replicas and tools only send short
+/// commands.
+pub const CLIENT_LIMITS: Limits = Limits {
+    max_bulk: 64 * 1024,
+    max_array: 1024,
+    max_depth: 1,
+    max_inline: 64 * 1024,
+};
 
 /// Why a served connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +75,11 @@ pub struct ReplicaInfo {
     pub ip: String,
     pub port: u16,
     pub state: ReplicaState,
+    /// Highest offset it acknowledged receiving (`REPLCONF ACK`).
     pub ack_offset: u64,
+    /// Highest offset it acknowledged as fsynced (`FACK`, Redis 7.2+/Valkey with appendonly);
+    /// 0 when it never sent one.
+    pub fack_offset: u64,
     pub last_ack: Instant,
     /// "partial" or "full" once the sync type is known.
     pub last_sync: &'static str,
@@ -140,6 +157,32 @@ pub struct ServeCtx {
     /// host:port of our upstream, for INFO/ROLE.
     pub upstream: String,
     pub shutdown: watch::Receiver<bool>,
+    /// The replica port's client registry and what it tells tools about itself.
+    pub port: Arc<PortState>,
+}
+
+/// State of the replica port shared by its connections: `CLIENT` registry, the origin's release
+/// (for INFO/HELLO), and this process's identity in INFO.
+pub struct PortState {
+    pub clients: Arc<clients::Clients>,
+    pub origin: crate::origin::OriginCache,
+    /// INFO `run_id`: 40 random hex characters, new with every process (Sentinel uses it to see
+    /// restarts).
+    pub run_id: String,
+    pub started: Instant,
+}
+
+impl Default for PortState {
+    fn default() -> Self {
+        PortState {
+            clients: Arc::default(),
+            origin: crate::origin::OriginCache::default(),
+            run_id: (0..40)
+                .map(|_| char::from(b"0123456789abcdef"[rand::random_range(0..16usize)]))
+                .collect(),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// Counts a connection on the replica port until dropped.
@@ -164,6 +207,7 @@ pub async fn run(listener: TcpListener, ctx: ServeCtx, tls: Option<tokio_rustls:
                     let tls = tls.clone();
                     tokio::spawn(async move {
                         let _ = sock.set_nodelay(true);
+                        let laddr = sock.local_addr().ok();
                         let stream: crate::redistls::BoxStream = match tls {
                             None => Box::new(sock),
                             Some(acceptor) => match tokio::time::timeout(c.timeout, acceptor.accept(sock)).await {
@@ -179,7 +223,7 @@ pub async fn run(listener: TcpListener, ctx: ServeCtx, tls: Option<tokio_rustls:
                                 }
                             },
                         };
-                        serve_one(stream, peer, c).await
+                        serve_one(stream, peer, laddr, c).await
                     });
                 }
                 Err(e) => {
@@ -191,7 +235,12 @@ pub async fn run(listener: TcpListener, ctx: ServeCtx, tls: Option<tokio_rustls:
     }
 }
 
-async fn serve_one(mut sock: crate::redistls::BoxStream, peer: SocketAddr, ctx: ServeCtx) {
+async fn serve_one(
+    mut sock: crate::redistls::BoxStream,
+    peer: SocketAddr,
+    laddr: Option<SocketAddr>,
+    ctx: ServeCtx,
+) {
     use std::sync::atomic::Ordering;
     let open = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = ConnGuard(ctx.connections.clone());
@@ -207,7 +256,7 @@ async fn serve_one(mut sock: crate::redistls::BoxStream, peer: SocketAddr, ctx: 
             .await;
         return;
     }
-    match session::Session::new(sock, peer, ctx).run().await {
+    match session::Session::new(sock, peer, laddr, ctx).run().await {
         Ok(()) => tracing::debug!(%peer, "replica connection closed"),
         Err(ServeError::Io(e)) => tracing::debug!(%peer, "replica connection ended: {e}"),
         Err(e) => tracing::warn!(%peer, "replica connection closed: {e}"),
