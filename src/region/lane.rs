@@ -86,6 +86,7 @@ pub async fn start(
         connections: Arc::default(),
         upstream: format!("{}#{name}", ctx.upstream),
         shutdown: ctx.shutdown.clone(),
+        port: Arc::default(),
     };
     let lane = Some(name.to_string());
     let mut tasks = Vec::new();

@@ -86,7 +86,9 @@ pub async fn spawn_region(
         "listen.shard_ports is required for a cluster-mode region agent".into(),
     ))?;
     let mut transport = cfg.link.transport.clone();
-    let lanes = u64::try_from(ports.len()).unwrap_or(u64::MAX).saturating_add(1);
+    let lanes = u64::try_from(ports.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
     transport.conn_window = transport.stream_window.saturating_mul(lanes);
     let endpoint = crate::link::quic::client_endpoint(tls, &transport)?;
     let ctx = RegionCtx {
@@ -209,7 +211,15 @@ async fn keep_lanes(ctx: RegionCtx, mut registry: RegionLanes, mut started: Hash
             Err(e) => tracing::error!("cannot persist the region lanes: {e}; new lanes wait"),
             Ok(()) => {
                 if !added.is_empty() {
-                    tracing::info!(version = map.version, "slot map names new lanes: {}", added.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "));
+                    tracing::info!(
+                        version = map.version,
+                        "slot map names new lanes: {}",
+                        added
+                            .iter()
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
                 }
                 for l in &registry.lanes {
                     let Some(port) = l.port else { continue };

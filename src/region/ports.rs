@@ -37,8 +37,8 @@ impl RegionLanes {
             if self.lanes.iter().any(|l| l.name == lane.name) {
                 continue;
             }
-            let port = (ports.first..=ports.last)
-                .find(|p| !self.lanes.iter().any(|l| l.port == Some(*p)));
+            let port =
+                (ports.first..=ports.last).find(|p| !self.lanes.iter().any(|l| l.port == Some(*p)));
             if port.is_none() {
                 tracing::warn!(lane = %lane.name, "listen.shard_ports ({}-{}) has no port left: lane {} is not served", ports.first, ports.last, lane.name);
             }
@@ -122,7 +122,10 @@ mod tests {
         let mut r = RegionLanes::default();
         let added = r.adopt(&map(&["b", "a"]), ports);
         assert_eq!(
-            added.iter().map(|l| (l.name.as_str(), l.port)).collect::<Vec<_>>(),
+            added
+                .iter()
+                .map(|l| (l.name.as_str(), l.port))
+                .collect::<Vec<_>>(),
             vec![("b", Some(7101)), ("a", Some(7102))]
         );
         // Known lanes keep their ports whatever the map's order; a new one gets the next.
@@ -141,7 +144,13 @@ mod tests {
         let d = dir.path().join("lanes");
         assert_eq!(RegionLanes::load(&d).unwrap(), RegionLanes::default());
         let mut r = RegionLanes::default();
-        r.adopt(&map(&["x"]), PortRange { first: 9000, last: 9000 });
+        r.adopt(
+            &map(&["x"]),
+            PortRange {
+                first: 9000,
+                last: 9000,
+            },
+        );
         r.save(&d).unwrap();
         assert_eq!(RegionLanes::load(&d).unwrap(), r);
         let m = SlotMap::new(3, map(&["x", "y"]).lanes).unwrap();
