@@ -331,7 +331,6 @@ mod tests {
             state: crate::serve::ReplicaState::Online,
             ack_offset: 1,
             fack_offset: 0,
-            fack_offset: 0,
             last_ack: std::time::Instant::now(),
             last_sync: "full",
         });

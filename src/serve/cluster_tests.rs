@@ -30,7 +30,6 @@ fn replica(ip: &str, port: u16, state: ReplicaState) -> ReplicaInfo {
         state,
         ack_offset: 100,
         fack_offset: 0,
-        fack_offset: 0,
         last_ack: Instant::now(),
         last_sync: "partial",
     }
