@@ -1,8 +1,7 @@
-//! The bench harness: child processes, free ports, the scratch directory, CPU and RSS from
-//! /proc, a tiny HTTP GET, Prometheus text lookup and waiting on a condition with a deadline.
+//! The bench harness: child processes, the scratch directory, CPU and RSS from /proc and
+//! waiting on a condition with a deadline. Free ports, the HTTP GET and `/metrics` reads come
+//! from the dev-only module shared with the tests (`tests/support/devkit.rs`).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::Ordering;
@@ -13,21 +12,6 @@ pub static START: OnceLock<Instant> = OnceLock::new();
 pub static LINK_EXTRA: OnceLock<String> = OnceLock::new();
 pub fn now_ns() -> u128 {
     START.get_or_init(Instant::now).elapsed().as_nanos()
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub struct Proc {
@@ -123,37 +107,4 @@ pub fn wait_for(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -
         }
         std::thread::sleep(every);
     }
-}
-
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
-}
-
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -18,6 +18,8 @@
 //! - `report.rs`: the machine facts, the Markdown tables and the JSON.
 
 mod client;
+#[path = "../tests/support/devkit.rs"]
+mod devkit;
 mod harness;
 mod load;
 mod opts;

@@ -92,7 +92,13 @@ pub fn raw_quinn(
     wan: Option<&[String]>,
 ) -> Result<RawRun> {
     rt.block_on(async move {
-        let pair = connect_pair(env, &TransportSettings::default(), wan, Some(bytes)).await?;
+        let pair = connect_pair(
+            env,
+            &georelay::config::LinkSettings::default().transport,
+            wan,
+            Some(bytes),
+        )
+        .await?;
         let cpu0 = cpu_secs(0);
         let t0 = Instant::now();
         let mut r = pair.conn.accept_uni().await?;
@@ -128,7 +134,7 @@ pub fn raw_quinn_window(
     rt.block_on(async move {
         let ts = TransportSettings {
             congestion: cc.parse().map_err(|e: String| anyhow!(e))?,
-            ..TransportSettings::default()
+            ..georelay::config::LinkSettings::default().transport
         };
         let pair = connect_pair(env, &ts, Some(flags), None).await?;
         let mut r = pair.conn.accept_uni().await?;

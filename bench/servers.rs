@@ -8,9 +8,8 @@ use anyhow::{anyhow, Context, Result};
 use georelay::resp::Frame;
 
 use crate::client::Client;
-use crate::harness::{
-    free_port, free_udp_port, http_get, metric_value, wait_for, Env, Proc, LINK_EXTRA,
-};
+use crate::devkit::{free_port, free_udp_port, http_get, metric_value, scrape};
+use crate::harness::{wait_for, Env, Proc, LINK_EXTRA};
 
 pub struct Redis {
     pub port: u16,
@@ -207,10 +206,10 @@ impl Agent {
         self.proc.pid()
     }
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = http_get(self.admin, "/metrics")
-            .map(|x| x.1)
-            .unwrap_or_default();
-        metric_value(&text, name, labels)
+        // A dead agent or a renamed metric stops the run instead of reading as 0.
+        scrape(self.admin)
+            .and_then(|text| metric_value(&text, name, labels))
+            .unwrap_or_else(|e| panic!("agent {}: {e}", self.name))
     }
     pub fn head(&self) -> u64 {
         self.metric("georelay_log_head_offset", &[]) as u64

@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("link_frame", link_frame),
     ("log_record", log_record),
     ("config", config),
+    ("rdb_objects", rdb_objects),
 ];
 
 /// Small limits, so that every limit is reachable by short inputs.
@@ -783,5 +784,86 @@ pub fn config(data: &[u8]) {
         }
         Err(ConfigError::Syntax { message, .. }) => assert!(!message.is_empty()),
         Err(e @ ConfigError::Read { .. }) => panic!("parse does not read the file: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RDB objects
+
+/// Headers an input without its own magic is decoded under (picked by its first byte).
+const RDB_HEADS: [&[u8]; 4] = [b"REDIS0009", b"REDIS0010", b"REDIS0012", b"VALKEY080"];
+
+/// All items of `rdb` fed in `parts`, and the error that stopped it, if any.
+fn rdb_items(
+    rdb: &[u8],
+    parts: &[Range<usize>],
+) -> (Vec<rdb::objects::Item>, Option<rdb::objects::ObjectError>) {
+    let mut d = rdb::objects::RdbDecoder::with_limit(1 << 20);
+    let mut items = Vec::new();
+    for r in parts {
+        d.feed(&rdb[r.clone()]);
+        loop {
+            match d.next_item() {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => break,
+                Err(e) => return (items, Some(e)),
+            }
+        }
+    }
+    loop {
+        match d.finish_item() {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => return (items, None),
+            Err(e) => return (items, Some(e)),
+        }
+    }
+}
+
+/// The object decoder never panics; any chunk split gives the same items and error as the
+/// whole input; errors name something; every decoded key re-decodes from its own raw bytes
+/// (so DUMP payloads cut from `raw` are exact), and its DUMP payload has the documented
+/// footer.
+pub fn rdb_objects(data: &[u8]) {
+    let owned;
+    let input = if data.starts_with(b"REDIS") || data.starts_with(b"VALKEY") {
+        data
+    } else {
+        let head = RDB_HEADS[usize::from(data.first().copied().unwrap_or(0)) % RDB_HEADS.len()];
+        owned = [head, data.get(1..).unwrap_or(&[])].concat();
+        &owned
+    };
+    let (items, err) = rdb_items(input, &single(input));
+    let (chunked, chunked_err) = rdb_items(input, &chunks(input));
+    assert_eq!(items, chunked, "items differ by chunking");
+    assert_eq!(err, chunked_err, "error differs by chunking");
+    if let Some(e) = &err {
+        assert!(!e.to_string().is_empty());
+    }
+    let head = &input[..9];
+    let version = rdb::parse_header(head).map_or(0, |h| h.version);
+    for item in &items {
+        let rdb::objects::Item::Key(e) = item else {
+            continue;
+        };
+        let mut one = head.to_vec();
+        one.push(e.rdb_type);
+        one.push(0x80);
+        one.extend_from_slice(&(e.key.len() as u32).to_be_bytes());
+        one.extend_from_slice(&e.key);
+        one.extend_from_slice(&e.raw);
+        one.push(0xff);
+        one.extend_from_slice(&[0; 8]);
+        let (again, again_err) = rdb_items(&one, &single(&one));
+        assert_eq!(again_err, None, "raw bytes of {:?} do not re-decode", e.key);
+        match again.first() {
+            Some(rdb::objects::Item::Key(back)) => {
+                assert_eq!(back.value, e.value);
+                assert_eq!(back.raw, e.raw);
+            }
+            other => panic!("re-decoded {other:?}"),
+        }
+        let payload = rdb::objects::dump_payload(e, version as u16);
+        assert_eq!(payload.len(), e.raw.len() + 11);
+        assert_eq!(payload[0], e.rdb_type);
     }
 }

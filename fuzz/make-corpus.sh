@@ -53,4 +53,10 @@ sleep 1
 # Old seeds go; files the fuzzer found (named by hash) stay.
 find "$here/corpus" -name 'seed-*' -delete 2>/dev/null || true
 "$tool" capture "$redis_port" "$tmp/agent/segments" "$repo" "$here/corpus"
+# rdb_objects: real SAVEs of every encoding from Redis 6.2, 7.0 and Valkey 9.1 (the dataset of
+# tests/apply_rdb.rs, which checks them against the servers while it writes them).
+eval "$(bash "$repo/scripts/fetch-servers.sh")"
+mkdir -p "$here/corpus/rdb_objects"
+GEORELAY_RDB_CORPUS_OUT="$here/corpus/rdb_objects" cargo test --release --quiet \
+    --manifest-path "$repo/Cargo.toml" --test apply_rdb >/dev/null
 du -sh --apparent-size "$here/corpus"

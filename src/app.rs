@@ -119,8 +119,26 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         tasks.push(tokio::spawn(serve_agent::run(endpoint, ctx)));
     }
 
-    // The upstream: a Redis master, or another agent.
+    // The upstream: a Redis master, a Redis Cluster (one lane per shard), or another agent.
+    let lanes = cfg
+        .cluster
+        .as_ref()
+        .map(|_| crate::cluster::run::Lanes::default());
     let upstream_name = match &cfg.source {
+        Source::Redis if lanes.is_some() => {
+            let ctx = crate::cluster::run::ClusterCtx {
+                cfg: cfg.clone(),
+                metrics: metrics.clone(),
+                health: health.clone(),
+                lanes: lanes.clone().unwrap_or_default(),
+                slot_map: watch::channel(Default::default()).0,
+            };
+            tasks.push(tokio::spawn(crate::cluster::run::run_logged(
+                ctx,
+                shutdown_rx.clone(),
+            )));
+            "cluster".to_string()
+        }
         Source::Redis => {
             let up_ctx = UpstreamCtx {
                 cfg: cfg.upstream.clone(),
@@ -207,12 +225,14 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         log: log.clone(),
         node: cfg.name.clone(),
         upstream_kind: match cfg.source {
+            Source::Redis if lanes.is_some() => "cluster",
             Source::Redis => "redis",
             Source::Agent { .. } => "agent",
         },
         upstream_addr: serve_ctx.upstream.clone(),
         replicas: serve_ctx.replicas.clone(),
         peers: peers.clone(),
+        cluster: lanes,
     };
     if let (Some(addr), Some(tls)) = (cfg.listen_redis_tls, &cfg.serve_tls) {
         let acceptor = crate::redistls::acceptor(tls)?;

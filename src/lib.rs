@@ -13,6 +13,13 @@
 //! - [`region`]: a cluster-mode region agent: lanes learnt from the site's slot map.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`app`]: wires everything together with one shutdown path.
+//!
+//! Lints: `unsafe` is denied crate-wide; the few audited libc calls in the log's segment I/O
+//! (`pwritev`, `sync_file_range`, `posix_fadvise`) carry `#[allow(unsafe_code)]` and a
+//! `SAFETY:` note. Rust 2018 idioms are warned on (errors under clippy `-D warnings`).
+
+#![deny(unsafe_code)]
+#![warn(rust_2018_idioms)]
 
 pub mod app;
 pub mod clock;

@@ -117,7 +117,7 @@ fn valkey91_origin_snapshot_is_refused_to_redis70_and_62_replicas_before_wiping_
         .addr()
         .rsplit_once(':')
         .map(|(h, p)| (h.to_string(), p.to_string()))
-        .unwrap_or_default();
+        .expect("the agent's address is host:port");
     let mut old = Vec::new();
     for kind in [ServerKind::Redis70, ServerKind::Redis62] {
         let r = Redis::start_kind(kind, &[]);

@@ -57,7 +57,8 @@ fn every_target_has_a_corpus_and_a_test() {
             "rdb_transfer",
             "link_frame",
             "log_record",
-            "config"
+            "config",
+            "rdb_objects"
         ]
     );
 }
@@ -95,4 +96,9 @@ fn log_record() {
 #[test]
 fn config() {
     replay("config");
+}
+
+#[test]
+fn rdb_objects() {
+    replay("rdb_objects");
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use georelay::link::{quic, tls, TlsFiles, TransportSettings};
+use georelay::link::{quic, tls, TlsFiles};
 use support::load::write_mixed;
 use support::{
     agent_config, agent_config_from_agent, free_udp_port, start_replica, wait_digests_equal,
@@ -63,7 +63,11 @@ fn peers_without_a_valid_certificate_are_refused() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refused = rt.block_on(async {
         let cfg = tls::client_config_without_cert(&pki.dir.path().join("ca.pem")).unwrap();
-        let ep = quic::client_endpoint_with_tls(cfg, &TransportSettings::default()).unwrap();
+        let ep = quic::client_endpoint_with_tls(
+            cfg,
+            &georelay::config::LinkSettings::default().transport,
+        )
+        .unwrap();
         let addr = format!("127.0.0.1:{quic}").parse().unwrap();
         let attempt = async {
             let conn = quic::connect(&ep, addr, "site-a").await.ok()?;
@@ -108,7 +112,9 @@ fn garbage_frames_close_that_link_only() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let close = rt.block_on(async {
         let files = TlsFiles::in_dir(pki.dir.path(), "region-x");
-        let ep = quic::client_endpoint(&files, &TransportSettings::default()).unwrap();
+        let ep =
+            quic::client_endpoint(&files, &georelay::config::LinkSettings::default().transport)
+                .unwrap();
         let conn = quic::connect(&ep, format!("127.0.0.1:{quic}").parse().unwrap(), "site-a")
             .await
             .unwrap();

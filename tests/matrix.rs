@@ -42,9 +42,9 @@ fn link_up(r: &Redis) -> bool {
 }
 
 fn offset(r: &Redis) -> u64 {
-    r.info_field("replication", "master_repl_offset")
-        .parse()
-        .unwrap_or(0)
+    let v = r.info_field("replication", "master_repl_offset");
+    v.parse()
+        .unwrap_or_else(|e| panic!("master_repl_offset {v:?}: {e}"))
 }
 
 /// Attach, write, break one replica's link (it resumes partially), converge; only the agent's

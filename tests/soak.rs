@@ -131,8 +131,8 @@ fn soak_two_region_chain_under_random_faults() {
     let mut sample = |a: &Agent, b: &Agent| {
         max_lag = max_lag.max(b.metric("georelay_lag_seconds", &[]));
         max_hb = max_hb.max(b.metric("georelay_upstream_heartbeat_age_seconds", &[]));
-        peak_a = peak_a.max(a.peak_rss_kib().unwrap_or(0));
-        peak_b = peak_b.max(b.peak_rss_kib().unwrap_or(0));
+        peak_a = peak_a.max(a.peak_rss_kib().expect("A's VmHWM"));
+        peak_b = peak_b.max(b.peak_rss_kib().expect("B's VmHWM"));
     };
     while start.elapsed() < run_for {
         for _ in 0..(3 + rng.next(6)) {

@@ -43,6 +43,18 @@ pub struct LinkSettings {
     pub transport: TransportSettings,
 }
 
+/// The link defaults: what an empty `[link]` section means. The one place transport and
+/// compression defaults are written (in [`validate_link`]); code that wants the defaults
+/// without a config file (tests, the bench) takes them from here.
+impl Default for LinkSettings {
+    fn default() -> Self {
+        let mut problems = Problems::default();
+        let settings = validate_link(RawLink::default(), &mut problems);
+        debug_assert!(problems.is_empty(), "the [link] defaults do not validate");
+        settings
+    }
+}
+
 /// Validates `[tls]`; `needed` says whether a QUIC side is configured. Returns the files and
 /// the `server_name` override.
 pub(super) fn validate_tls(

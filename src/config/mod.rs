@@ -276,6 +276,22 @@ mod tests {
         assert_eq!(c.log.fsync, FsyncPolicy::EverySec);
     }
 
+    /// The link defaults are written once: a config without `[link]` and
+    /// `LinkSettings::default()` agree, and they are BBR and zstd.
+    #[test]
+    fn link_defaults_come_from_the_config() {
+        let c = parse("data_dir = \"d\"\n[upstream]\nredis = \"127.0.0.1:6379\"\n").unwrap();
+        let d = LinkSettings::default();
+        assert_eq!(c.link.transport, d.transport);
+        assert_eq!(d.transport.congestion, crate::link::Congestion::Bbr);
+        assert_eq!(c.link.compression, crate::link::Compression::Zstd);
+        assert_eq!(d.compression, crate::link::Compression::Zstd);
+        assert_eq!(
+            (c.link.zstd_level, c.link.heartbeat),
+            (d.zstd_level, d.heartbeat)
+        );
+    }
+
     #[test]
     fn full_config() {
         let c = parse(

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use super::frame::Frame;
 use super::FrameError;
 
-/// Payload compression on a link (a link option).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Payload compression on a link (a link option). The default is the config's
+/// (`link.compression`, see [`crate::config::LinkSettings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     /// Payloads travel as they are.
-    #[default]
     None,
     /// Each log frame's payload is one zstd frame.
     Zstd,

@@ -14,10 +14,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::tls::{self, TlsFiles};
 use super::LinkError;
 
-/// Congestion controller for a link; quinn ships all three (its BBR is experimental).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Congestion controller for a link; quinn ships all three (its BBR is experimental). The
+/// default is the config's (`link.congestion`, see [`crate::config::LinkSettings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Congestion {
-    #[default]
     Cubic,
     NewReno,
     Bbr,
@@ -50,6 +50,7 @@ impl FromStr for Congestion {
 
 /// QUIC transport knobs of a link. Windows should cover the bandwidth-delay product
 /// (1 Gbit/s × 100 ms ≈ 12.5 MB); the kernel caps socket buffers at `net.core.{r,w}mem_max`.
+/// The defaults live in one place, the config: `LinkSettings::default().transport`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportSettings {
     pub congestion: Congestion,
@@ -65,21 +66,6 @@ pub struct TransportSettings {
     pub idle_timeout: Duration,
     /// Requested SO_RCVBUF and SO_SNDBUF of the UDP socket (bytes).
     pub socket_buffer: usize,
-}
-
-impl Default for TransportSettings {
-    fn default() -> Self {
-        TransportSettings {
-            // The `[link]` config defaults (src/config/link.rs).
-            congestion: Congestion::Bbr,
-            stream_window: 8 << 20,
-            conn_window: 8 << 20,
-            send_window: 8 << 20,
-            keep_alive: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(15),
-            socket_buffer: 8 << 20,
-        }
-    }
 }
 
 impl TransportSettings {
@@ -274,13 +260,13 @@ mod tests {
                 congestion,
                 keep_alive: Duration::ZERO,
                 idle_timeout: Duration::ZERO,
-                ..TransportSettings::default()
+                ..crate::config::LinkSettings::default().transport
             };
             t.transport_config().unwrap();
         }
         let t = TransportSettings {
             stream_window: u64::MAX,
-            ..TransportSettings::default()
+            ..crate::config::LinkSettings::default().transport
         };
         assert!(t.transport_config().is_err());
     }

@@ -39,7 +39,7 @@ fn files(dir: &Path, node: &str) -> TlsFiles {
 }
 
 fn server(p: &Pki) -> (quinn::Endpoint, SocketAddr) {
-    let t = TransportSettings::default();
+    let t = crate::config::LinkSettings::default().transport;
     let ep = server_endpoint(
         "127.0.0.1:0".parse().unwrap(),
         &files(&p.ours, "server"),
@@ -127,8 +127,11 @@ async fn mutual_tls_loopback_carries_frames() {
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(peer)
     });
 
-    let client_ep =
-        client_endpoint(&files(&p.ours, "client"), &TransportSettings::default()).unwrap();
+    let client_ep = client_endpoint(
+        &files(&p.ours, "client"),
+        &crate::config::LinkSettings::default().transport,
+    )
+    .unwrap();
     let conn = timeout(DEADLINE, connect(&client_ep, addr, "server"))
         .await
         .unwrap()
@@ -165,7 +168,8 @@ async fn client_cert_from_another_ca_is_refused() {
         ca: p.ours.join("ca.pem"),
         ..files(&p.theirs, "rogue")
     };
-    let client_ep = client_endpoint(&rogue, &TransportSettings::default()).unwrap();
+    let client_ep =
+        client_endpoint(&rogue, &crate::config::LinkSettings::default().transport).unwrap();
     let port = client_ep.local_addr().unwrap().port();
     let (server_line, client_err) = tokio::join!(
         server_sees_refusal(&server_ep, port),
@@ -179,8 +183,11 @@ async fn client_cert_from_another_ca_is_refused() {
 async fn wholly_foreign_pki_is_refused_both_ways() {
     let p = pki();
     let (server_ep, addr) = server(&p);
-    let client_ep =
-        client_endpoint(&files(&p.theirs, "rogue"), &TransportSettings::default()).unwrap();
+    let client_ep = client_endpoint(
+        &files(&p.theirs, "rogue"),
+        &crate::config::LinkSettings::default().transport,
+    )
+    .unwrap();
     let port = client_ep.local_addr().unwrap().port();
     let (_, client_err) = tokio::join!(
         server_sees_refusal(&server_ep, port),
@@ -195,7 +202,9 @@ async fn client_without_certificate_is_refused() {
     let p = pki();
     let (server_ep, addr) = server(&p);
     let config = tls::client_config_without_cert(&p.ours.join("ca.pem")).unwrap();
-    let client_ep = client_endpoint_with_tls(config, &TransportSettings::default()).unwrap();
+    let client_ep =
+        client_endpoint_with_tls(config, &crate::config::LinkSettings::default().transport)
+            .unwrap();
     let port = client_ep.local_addr().unwrap().port();
     let (server_line, _) = tokio::join!(
         server_sees_refusal(&server_ep, port),
@@ -213,7 +222,9 @@ async fn client_with_other_alpn_is_refused() {
     let (server_ep, addr) = server(&p);
     let mut config = tls::client_config(&files(&p.ours, "client")).unwrap();
     config.alpn_protocols = vec![b"georelay/999".to_vec()];
-    let client_ep = client_endpoint_with_tls(config, &TransportSettings::default()).unwrap();
+    let client_ep =
+        client_endpoint_with_tls(config, &crate::config::LinkSettings::default().transport)
+            .unwrap();
     let port = client_ep.local_addr().unwrap().port();
     let (server_line, _) = tokio::join!(
         server_sees_refusal(&server_ep, port),
@@ -226,8 +237,11 @@ async fn client_with_other_alpn_is_refused() {
 async fn server_not_valid_for_the_requested_name_is_refused() {
     let p = pki();
     let (server_ep, addr) = server(&p);
-    let client_ep =
-        client_endpoint(&files(&p.ours, "client"), &TransportSettings::default()).unwrap();
+    let client_ep = client_endpoint(
+        &files(&p.ours, "client"),
+        &crate::config::LinkSettings::default().transport,
+    )
+    .unwrap();
     let port = client_ep.local_addr().unwrap().port();
     let (_, client_err) = tokio::join!(
         server_sees_refusal(&server_ep, port),
@@ -242,7 +256,7 @@ async fn server_not_valid_for_the_requested_name_is_refused() {
 #[tokio::test]
 async fn missing_pem_files_are_named() {
     let p = pki();
-    let t = TransportSettings::default();
+    let t = crate::config::LinkSettings::default().transport;
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut f = files(&p.ours, "server");
     f.key = p.ours.join("absent.key");

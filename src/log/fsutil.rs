@@ -19,6 +19,7 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '
 pub(crate) fn drop_page_cache(file: &File) {
     use std::os::fd::AsRawFd;
     // SAFETY: posix_fadvise only reads the descriptor, which `file` keeps open.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
         tracing::debug!(

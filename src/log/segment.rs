@@ -224,6 +224,7 @@ fn write_all_at2(file: &File, a: &[u8], b: &[u8], pos: u64) -> std::io::Result<(
         let at = libc::off_t::try_from(pos + done as u64)
             .map_err(|_| std::io::Error::other("segment position out of range"))?;
         // SAFETY: IoSlice is ABI-compatible with iovec; both slices outlive the call.
+        #[allow(unsafe_code)]
         let n =
             unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr().cast::<libc::iovec>(), 2, at) };
         if n < 0 {
@@ -257,6 +258,7 @@ fn start_writeback(file: &File, before: u64, after: u64) {
         let start = (w0 * WRITEBACK_EVERY) as libc::off64_t;
         let len = ((w1 - w0) * WRITEBACK_EVERY) as libc::off64_t;
         // SAFETY: only reads the descriptor, which `file` keeps open.
+        #[allow(unsafe_code)]
         let rc = unsafe {
             libc::sync_file_range(file.as_raw_fd(), start, len, libc::SYNC_FILE_RANGE_WRITE)
         };

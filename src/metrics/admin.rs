@@ -24,6 +24,8 @@ pub struct AdminState {
     pub upstream_addr: String,
     pub replicas: Arc<crate::serve::Replicas>,
     pub peers: Arc<crate::serve::peers::Peers>,
+    /// The lanes, in cluster mode (`upstream.cluster`).
+    pub cluster: Option<crate::cluster::run::Lanes>,
 }
 
 /// Serves admin requests until `shutdown` flips to true.

@@ -346,7 +346,44 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.start_counters_at_zero();
         Ok(Arc::new(m))
+    }
+
+    /// Creates every labelled counter whose label values are known in advance at 0, so
+    /// `increase()` sees the first event and dashboards show 0 rather than "no data".
+    fn start_counters_at_zero(&self) {
+        const KINDS: [&str; 2] = ["redis", "agent"];
+        const FULL_REASONS: [&str; 5] = [
+            "first_sync",
+            "no_history",
+            "offset_out_of_range",
+            "corruption",
+            "new_epoch",
+        ];
+        for kind in KINDS {
+            self.served_partial_syncs.with_label_values(&[kind]);
+            for reason in FULL_REASONS {
+                self.served_full_syncs.with_label_values(&[kind, reason]);
+            }
+            for reason in ["max_replicas", "tls"] {
+                self.served_refusals.with_label_values(&[kind, reason]);
+            }
+        }
+        for reason in ["max_connections", "rdb_version"] {
+            self.served_refusals.with_label_values(&["redis", reason]);
+        }
+        self.served_refusals
+            .with_label_values(&["agent", "max_agents"]);
+        for reason in ["first_sync", "new_epoch"] {
+            self.upstream_full_syncs.with_label_values(&[reason]);
+        }
+        for reason in ["slow", "timeout"] {
+            self.replicas_dropped.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            self.snapshot_refreshes.with_label_values(&[result]);
+        }
     }
 
     /// Refreshes the gauges that mirror the log's state.

@@ -15,6 +15,9 @@ pub struct Status {
     pub log: LogRow,
     pub replicas: Vec<FollowerRow>,
     pub agents: Vec<FollowerRow>,
+    /// Cluster mode: one row per lane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<crate::cluster::status::ShardRow>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -106,6 +109,11 @@ pub fn collect(st: &AdminState) -> Status {
         },
         replicas,
         agents,
+        shards: st
+            .cluster
+            .as_ref()
+            .map(crate::cluster::status::rows)
+            .unwrap_or_default(),
     }
 }
 
@@ -229,6 +237,7 @@ mod tests {
                 last_sync: "full".into(),
             }],
             agents: vec![],
+            shards: vec![],
         };
         let t = render_table(&s);
         assert_eq!(t.lines().count(), 4, "{t}");

@@ -124,7 +124,7 @@ impl Reader<'_> {
 
 /// Decompresses LZF data (liblzf format, as written by Redis) that must expand to exactly `ulen`
 /// bytes. Every read and back-reference is bounds-checked.
-fn lzf_decompress(input: &[u8], ulen: usize) -> Result<Vec<u8>, RdbError> {
+pub(crate) fn lzf_decompress(input: &[u8], ulen: usize) -> Result<Vec<u8>, RdbError> {
     let mut out = Vec::with_capacity(ulen);
     let mut ip = input.iter().copied();
     while let Some(ctrl) = ip.next() {

@@ -7,7 +7,10 @@ mod header;
 mod transfer;
 mod verify;
 
+pub mod objects;
+
 pub use aux::aux_fields;
+pub(crate) use aux::lzf_decompress;
 pub use crc64::{check_trailer, Crc64, TrailerCheck};
 pub use header::{max_rdb_version_for, parse_header, RdbFlavor, RdbHeader};
 pub use transfer::{parse_transfer_header, EofMark, TransferHeader, EOF_MARK_LEN};

@@ -165,6 +165,10 @@ async fn serve_conn(conn: quinn::Connection, remote: SocketAddr, ctx: AgentServe
         .metrics
         .downstream_agent_lag_seconds
         .remove_label_values(&[&name]);
+    let _ = ctx
+        .metrics
+        .downstream_agent_fsync_offset
+        .remove_label_values(&[&name]);
 }
 
 /// One stream: read Hello, resolve its lane, register the peer in that lane, run the session.
@@ -379,6 +383,10 @@ async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
                     &ctx.log,
                     durable,
                 );
+                // Agents acknowledge only what is fsynced in their log.
+                m.downstream_agent_fsync_offset
+                    .with_label_values(&[name])
+                    .set(i64::try_from(durable).unwrap_or(i64::MAX));
             }
             Some(other) => {
                 return Err(AgentServeError::Protocol(format!(

@@ -12,7 +12,7 @@ use super::*;
 use crate::config::LinkSettings;
 use crate::link::certs::make_test_pki;
 use crate::link::client::{open_lane, LinkConn};
-use crate::link::{Compression, TlsFiles, TransportSettings};
+use crate::link::{Compression, TlsFiles};
 use crate::log::{FsyncPolicy, LogConfig};
 use crate::metrics::Health;
 use crate::serve::peers::Lane;
@@ -53,7 +53,7 @@ fn settings() -> LinkSettings {
         zstd_level: 1,
         max_bandwidth: 0,
         heartbeat: Duration::from_millis(200),
-        transport: TransportSettings::default(),
+        transport: crate::config::LinkSettings::default().transport,
     }
 }
 
@@ -74,7 +74,7 @@ async fn two_lanes_share_one_connection_and_unknown_lanes_are_refused() {
     let up_lane = seeded(dirs[1].path(), B, 5000, b"lane one bytes");
     let (down_main, down_lane) = (open(dirs[2].path()), open(dirs[3].path()));
 
-    let t = TransportSettings::default();
+    let t = crate::config::LinkSettings::default().transport;
     let server = quic::server_endpoint(
         "127.0.0.1:0".parse().unwrap(),
         &TlsFiles::in_dir(pki.path(), "server"),

@@ -160,8 +160,10 @@ async fn read_acks(
                     &ctx.log,
                     o,
                 );
+                // The series exists from the first ACK on; it stays 0 while the replica
+                // sends no FACK (Redis < 7.2), which says "nothing reported fsynced".
+                let g = m.replica_fsync_offset.with_label_values(&[label]);
                 if let Some(f) = f {
-                    let g = m.replica_fsync_offset.with_label_values(&[label]);
                     g.set(g.get().max(i64::try_from(f).unwrap_or(i64::MAX)));
                 }
             }
@@ -316,9 +318,7 @@ async fn check_rdb_version(
     });
     let release = match announced {
         Some(r) => Some(r),
-        None if conn.announced_port => {
-            rdbcheck::probe(&conn.ip, conn.port, ctx.requirepass.as_deref()).await
-        }
+        None if conn.announced_port => rdbcheck::probe(conn.peer.ip(), conn.port).await,
         None => None,
     };
     let have = rdbcheck::header_text(header);

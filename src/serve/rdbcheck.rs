@@ -2,10 +2,15 @@
 //! (it would flush its dataset first, fail on the header, reconnect and do it again forever).
 //!
 //! What a replica can load is learnt from `REPLCONF version` (Valkey 8+), else from
-//! `INFO server` on the address it announced, else from its behaviour: a replica that asks for
-//! a full sync again without ever acknowledging the snapshot it was sent is refused.
+//! `INFO server` asked of its own server, else from its behaviour: a replica that asks for a
+//! full sync again without ever acknowledging the snapshot it was sent is refused.
+//!
+//! The `INFO server` probe never lets a client steer the agent: it connects to the replica
+//! connection's real TCP peer IP (never a `REPLCONF ip-address`), on the port announced with
+//! `REPLCONF listening-port`, and sends no credentials there.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,7 +26,7 @@ use crate::resp;
 /// Bounded, so a replica that merely died while loading is served again later.
 pub const UNACKED_HOLD: Duration = Duration::from_secs(600);
 
-/// Deadline for the whole `INFO server` probe of a replica's announced address.
+/// Deadline for the whole `INFO server` probe of a replica's own server.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The highest `REDIS00xx` version a Valkey release loads: Valkey 9 keeps 12–79 for
@@ -154,39 +159,37 @@ pub fn parse_info_server(text: &str) -> Option<Release> {
     })
 }
 
-/// Asks the replica's own server for `INFO server` (after `AUTH password` when given: the
-/// replica authenticated to us with it, and deployments usually share one password).
-/// None when it cannot be reached or does not answer in time.
-pub async fn probe(ip: &str, port: u16, password: Option<&str>) -> Option<Release> {
+/// Asks the replica's own server for `INFO server` at `peer_ip`, the replica connection's
+/// real TCP peer address (never an address the client announced), on `port`, the port it
+/// announced with `REPLCONF listening-port`. No `AUTH` is sent: the port is the client's
+/// choice, so the agent's password never goes there. A replica server that requires AUTH
+/// answers `-NOAUTH` and the release stays unknown. None when it cannot be reached, does not
+/// answer in time, or answers something else.
+pub async fn probe(peer_ip: IpAddr, port: u16) -> Option<Release> {
     let work = async {
-        let mut sock = TcpStream::connect((ip, port)).await.ok()?;
-        let mut out = Vec::new();
-        if let Some(p) = password {
-            out.extend_from_slice(&resp::command(&[b"AUTH", p.as_bytes()]));
-        }
-        out.extend_from_slice(&resp::command(&[b"INFO", b"server"]));
-        sock.write_all(&out).await.ok()?;
+        let mut sock = TcpStream::connect(SocketAddr::new(peer_ip, port))
+            .await
+            .ok()?;
+        sock.write_all(&resp::command(&[b"INFO", b"server"]))
+            .await
+            .ok()?;
         let limits = resp::Limits {
             max_bulk: 1 << 20,
             ..resp::Limits::default()
         };
         let mut buf = bytes::BytesMut::new();
-        let mut replies = Vec::new();
-        let want = if password.is_some() { 2 } else { 1 };
-        while replies.len() < want {
+        loop {
             match resp::parse_frame(&mut buf, &limits) {
-                Ok(Some(f)) => replies.push(f),
+                Ok(Some(resp::Frame::Bulk(b))) => {
+                    return parse_info_server(&String::from_utf8_lossy(&b))
+                }
+                Ok(Some(_)) | Err(_) => return None,
                 Ok(None) => {
                     if sock.read_buf(&mut buf).await.ok()? == 0 {
                         return None;
                     }
                 }
-                Err(_) => return None,
             }
-        }
-        match replies.pop()? {
-            resp::Frame::Bulk(b) => parse_info_server(&String::from_utf8_lossy(&b)),
-            _ => None,
         }
     };
     timeout(PROBE_TIMEOUT, work).await.ok().flatten()
@@ -303,6 +306,44 @@ mod tests {
         assert!(parse_info_server(agent).is_some_and(|r| r.georelay));
         assert_eq!(parse_info_server("# Server\r\n"), None);
         assert_eq!(parse_info_server("redis_version_x:1\r\n"), None);
+    }
+
+    /// The probe asks `INFO server` and nothing else (no AUTH), and reads the release.
+    #[tokio::test]
+    async fn probe_sends_only_info_server_and_parses_the_answer() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let want = resp::command(&[b"INFO", b"server"]);
+            let mut got = vec![0u8; want.len()];
+            s.read_exact(&mut got).await.unwrap();
+            let info = b"# Server\r\nredis_version:6.2.14\r\n";
+            let mut reply = format!("${}\r\n", info.len()).into_bytes();
+            reply.extend_from_slice(info);
+            reply.extend_from_slice(b"\r\n");
+            s.write_all(&reply).await.unwrap();
+            (got == want, got)
+        });
+        let release = probe(IpAddr::from([127, 0, 0, 1]), port).await;
+        assert_eq!(release, Some(rel("6.2.14", false)));
+        let (only_info, got) = server.await.unwrap();
+        assert!(
+            only_info,
+            "the probe sent {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        // A server that wants AUTH first: the release stays unknown.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b"-NOAUTH Authentication required.\r\n")
+                .await
+                .unwrap();
+            let _ = s.read(&mut [0u8; 64]).await;
+        });
+        assert_eq!(probe(IpAddr::from([127, 0, 0, 1]), port).await, None);
     }
 
     #[test]

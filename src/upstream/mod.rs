@@ -6,6 +6,7 @@ pub mod conn;
 pub mod handshake;
 pub mod redis;
 pub mod refresh;
+pub mod replica;
 
 use crate::log::LogError;
 

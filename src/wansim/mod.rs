@@ -15,9 +15,10 @@
 //! Loopback only: `listen` and `forward` must be in 127.0.0.0/8 or be `::1`.
 //!
 //! Bounds: per direction at most 65 536 packets / 32 MiB in flight, plus the rate-limiter queue
-//! (`--queue`, default 1 BDP clamped to 64 KiB..=4 MiB); 64 receive batches (each at most 8 GRO
-//! buffers, 512 KiB) between the client readers and the server -> client task; 256 clients, each
-//! mapping closed after 60 s without traffic (each with 512 KiB of receive buffers).
+//! (`--queue`, default 1 BDP clamped to 64 KiB..=4 MiB); 512 receive batches (each at most 8 GRO
+//! buffers, as many bytes as were received) between the client readers and the server -> client
+//! task; 256 clients, each mapping closed after 60 s without traffic (each with 512 KiB of
+//! receive buffers).
 //! Whatever does not fit is dropped and counted in [`WanSimStats`]. Packets still queued at
 //! shutdown are discarded.
 //!

@@ -25,7 +25,7 @@ use super::stats::{Controls, Counters, Dir, WanSimStats};
 
 /// Receive batches (each at most [`RECV_BATCH`] buffers of datagrams) waiting between the client
 /// readers and the server -> client task.
-pub(crate) const DOWN_CHANNEL: usize = 64;
+pub(crate) const DOWN_CHANNEL: usize = 512;
 /// How often idle clients are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often the outage file is checked.
@@ -118,6 +118,7 @@ struct Run {
 impl Run {
     fn takes(&self, dg: &Datagram, out: &[u8]) -> bool {
         !self.closed
+            && self.segment > 0
             && dg.dest == self.dest
             && Arc::ptr_eq(&dg.via, &self.via)
             && dg.data.len() <= self.segment
@@ -171,10 +172,11 @@ async fn flush(shared: &Shared, dir: Dir, run: &Run, out: &[u8]) {
     }
 }
 
-/// The datagrams of one received buffer (a GRO buffer holds several, `stride` bytes apart).
+/// The datagrams of one received buffer (a GRO buffer holds several, `stride` bytes apart; an
+/// empty buffer is one empty datagram).
 fn datagrams(bytes: &[u8], stride: usize) -> impl Iterator<Item = Bytes> {
     let all = Bytes::copy_from_slice(bytes);
-    (0..all.len())
+    (0..all.len().max(1))
         .step_by(stride.max(1))
         .map(move |at| all.slice(at..(at + stride).min(all.len())))
 }

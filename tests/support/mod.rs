@@ -2,32 +2,23 @@
 //! small blocking RESP client, metrics scraping, and waiting on conditions with deadlines.
 #![allow(dead_code)]
 
+pub mod devkit;
 pub mod load;
+pub mod logfiles;
 pub mod prom;
 pub mod servers;
 
+pub use devkit::{free_port, free_udp_port, http_get, metric_value, scrape, MetricsError};
 pub use servers::ServerKind;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use georelay::resp::{self, Frame, Limits};
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A free UDP port on 127.0.0.1 (bound then released).
-pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local addr").port()
-}
 
 /// A test PKI: a CA and a certificate per node in a temp dir.
 pub struct Pki {
@@ -151,7 +142,7 @@ impl Redis {
                 panic!(
                     "{} ({binary}) exited with {status}; log:\n{}",
                     kind.name(),
-                    r.log_text()
+                    std::fs::read_to_string(r.dir.path().join("redis.log")).unwrap_or_default()
                 );
             }
             if start.elapsed() > Duration::from_secs(10) {
@@ -184,8 +175,10 @@ impl Redis {
         self.client().cmd_str(&["DEBUG", "DIGEST"])
     }
 
+    /// The server's log; an unreadable log fails the test (absence checks rely on it).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+        let path = self.dir.path().join("redis.log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 }
 
@@ -195,12 +188,24 @@ impl Drop for Redis {
     }
 }
 
+/// `INFO section` field value; panics (failing the test) when the server does not report the
+/// field, so two missing fields never compare equal.
 pub fn info_field(c: &mut Client, section: &str, field: &str) -> String {
     let text = c.cmd_str(&["INFO", section]);
+    info_line(&text, field)
+        .unwrap_or_else(|| panic!("INFO {section} has no field {field:?}:\n{text}"))
+}
+
+/// `INFO section` field value, `None` while the server does not report it (e.g. `slave0`
+/// before a replica registers).
+pub fn try_info_field(c: &mut Client, section: &str, field: &str) -> Option<String> {
+    info_line(&c.cmd_str(&["INFO", section]), field)
+}
+
+fn info_line(text: &str, field: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .map(|v| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// A blocking RESP client for tests.
@@ -489,19 +494,57 @@ impl Agent {
         c.wait().ok()
     }
 
+    /// The agent's log; an unreadable log fails the test (absence checks rely on it).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        let path = self.log_path();
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
+    /// The `/metrics` text, or why it could not be scraped.
+    pub fn try_metrics(&self) -> Result<String, MetricsError> {
+        scrape(self.admin_port)
+    }
+
+    /// The `/metrics` text; a failed scrape fails the test.
     pub fn metrics(&self) -> String {
-        http_get(self.admin_port, "/metrics")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
+        self.try_metrics().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`.
+    /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`, or an
+    /// error when the scrape fails or the agent exports no family `name`.
+    pub fn try_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64, MetricsError> {
+        metric_value(&self.try_metrics()?, name, labels)
+    }
+
+    /// [`Agent::try_metric`]; an error fails the test (a dead agent or a renamed metric never
+    /// reads as 0).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric_value(&self.metrics(), name, labels)
+        self.try_metric(name, labels)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until `ok` holds for [`Agent::try_metric`]; a failed read counts as "not yet" and
+    /// the last value or error is in the failure message.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        limit: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let start = Instant::now();
+        loop {
+            let got = self.try_metric(name, labels);
+            match got {
+                Ok(v) if ok(v) => return v,
+                _ if start.elapsed() > limit => {
+                    panic!(
+                        "timed out after {limit:?} waiting on {name}{labels:?}: last read {got:?}"
+                    )
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     pub fn addr(&self) -> String {
@@ -516,7 +559,10 @@ impl Drop for Agent {
             eprintln!(
                 "--- agent log ({}) ---\n{}",
                 self.log_path().display(),
-                tail(&self.log_text(), 60)
+                tail(
+                    &std::fs::read_to_string(self.log_path()).unwrap_or_default(),
+                    60
+                )
             );
         }
     }
@@ -525,40 +571,6 @@ impl Drop for Agent {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// A minimal HTTP GET on 127.0.0.1: (status code, body).
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
 }
 
 /// A Redis 7.0 replica of `master_addr` (another process), with `masterauth` if given.

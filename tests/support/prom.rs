@@ -200,8 +200,8 @@ impl Prometheus {
         assert_eq!(v["status"], "success", "query {promql} failed: {v}");
         v["data"]["result"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|| panic!("query {promql}: no result vector in {v}"))
+            .iter()
             .map(|s| {
                 let val = s["value"][1]
                     .as_str()
@@ -215,14 +215,25 @@ impl Prometheus {
     /// The active alerts (pending or firing): (alertname, state, labels).
     pub fn alerts(&self) -> Vec<(String, String, serde_json::Value)> {
         let v = self.api("/api/v1/alerts");
+        assert_eq!(v["status"], "success", "GET /api/v1/alerts failed: {v}");
+        let field = |a: &serde_json::Value, f: &str| -> String {
+            let x = if f == "alertname" {
+                &a["labels"][f]
+            } else {
+                &a[f]
+            };
+            x.as_str()
+                .unwrap_or_else(|| panic!("alert without {f}: {a}"))
+                .to_string()
+        };
         v["data"]["alerts"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|| panic!("/api/v1/alerts: no alerts list in {v}"))
+            .iter()
             .map(|a| {
                 (
-                    a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
-                    a["state"].as_str().unwrap_or("").to_string(),
+                    field(a, "alertname"),
+                    field(a, "state"),
                     a["labels"].clone(),
                 )
             })
@@ -232,10 +243,11 @@ impl Prometheus {
     /// The scrape targets' health: (scrapeUrl, health, lastError).
     pub fn targets(&self) -> Vec<(String, String, String)> {
         let v = self.api("/api/v1/targets");
+        assert_eq!(v["status"], "success", "GET /api/v1/targets failed: {v}");
         v["data"]["activeTargets"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|| panic!("/api/v1/targets: no activeTargets list in {v}"))
+            .iter()
             .map(|t| {
                 (
                     t["scrapeUrl"].as_str().unwrap_or("").to_string(),

@@ -1,0 +1,320 @@
+//! The cluster-mode site agent: reads the topology every `upstream.cluster_refresh` (and at
+//! once after a lane error), keeps one lane per shard, moves a lane's upstream task to its
+//! shard's new master after a failover, publishes the slot map, and retires lanes that left.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::discover::{self, DiscoverError, Discovered};
+use super::lane::Lane;
+use super::registry::{self, Registry};
+use super::slotmap::{LaneSlots, SlotMap, SlotRange};
+use crate::config::{ClusterSettings, Config, PortRange, ReadFrom};
+use crate::metrics::{Health, Metrics};
+
+/// How often lanes are checked for a lost upstream link (which triggers a refresh).
+const LANE_POLL: Duration = Duration::from_millis(250);
+
+/// Why the cluster side stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{0}")]
+    Registry(#[from] registry::RegistryError),
+}
+
+/// The lanes as the rest of the agent sees them: for `/status`, metrics and the link.
+#[derive(Clone, Default)]
+pub struct Lanes {
+    inner: Arc<Mutex<Vec<Arc<Lane>>>>,
+}
+
+impl Lanes {
+    /// The running lanes, in creation order.
+    pub fn list(&self) -> Vec<Arc<Lane>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Lane>> {
+        self.list().into_iter().find(|l| l.name == name)
+    }
+
+    fn push(&self, lane: Arc<Lane>) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(lane);
+    }
+
+    fn remove(&self, name: &str) -> Option<Arc<Lane>> {
+        let mut v = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let i = v.iter().position(|l| l.name == name)?;
+        Some(v.remove(i))
+    }
+}
+
+/// Everything the cluster loop needs.
+pub struct ClusterCtx {
+    pub cfg: Config,
+    pub metrics: Arc<Metrics>,
+    /// Node-level health: up when every lane streams.
+    pub health: Arc<Health>,
+    pub lanes: Lanes,
+    pub slot_map: watch::Sender<SlotMap>,
+}
+
+/// [`run`], with its error logged (a task of the agent).
+pub async fn run_logged(ctx: ClusterCtx, shutdown: watch::Receiver<bool>) {
+    if let Err(e) = run(ctx, shutdown).await {
+        tracing::error!("cluster lanes stopped: {e}");
+    }
+}
+
+/// Runs the cluster side until `shutdown` flips; then stops every lane (final fsyncs).
+pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result<(), ClusterError> {
+    let Some(cl) = ctx.cfg.cluster.clone() else {
+        return Ok(());
+    };
+    let ports = ctx
+        .cfg
+        .shard_ports
+        .unwrap_or(PortRange { first: 0, last: 0 });
+    let dir = ctx.cfg.data_dir.join("lanes");
+    let d = dir.clone();
+    let mut reg = tokio::task::spawn_blocking(move || Registry::load(&d))
+        .await
+        .unwrap_or_else(|_| Ok(Registry::default()))?;
+    let tls = ctx
+        .cfg
+        .upstream_tls
+        .as_ref()
+        .and_then(|t| crate::redistls::Connector::new(t).ok());
+    let mut known: Vec<String> = Vec::new();
+    let mut last_warning = String::new();
+    let mut reconnects: HashMap<String, u64> = HashMap::new();
+    let mut ticker = tokio::time::interval(cl.refresh);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut poll = tokio::time::interval(LANE_POLL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {}
+            _ = poll.tick() => {
+                update_health(&ctx);
+                if !lane_errors(&ctx.lanes, &mut reconnects) {
+                    continue;
+                }
+                tracing::debug!("a lane lost its upstream: reading the topology now");
+            }
+        }
+        match discover::discover(&cl.seeds, &known, &ctx.cfg.upstream, tls.as_ref()).await {
+            Ok(d) => {
+                known = d.addrs.clone();
+                let before = reg.clone();
+                apply(&ctx, &cl, ports, &mut reg, &d, &mut last_warning).await;
+                if reg != before {
+                    let (r, d) = (reg.clone(), dir.clone());
+                    match tokio::task::spawn_blocking(move || r.save(&d)).await {
+                        Ok(Err(e)) => tracing::error!("{e}"),
+                        Err(e) => tracing::error!("saving the lane registry: {e}"),
+                        Ok(Ok(())) => {}
+                    }
+                }
+            }
+            Err(e @ DiscoverError::NotCluster(_)) => {
+                let msg = e.to_string();
+                if last_warning != msg {
+                    tracing::error!("upstream.cluster: {msg}");
+                    last_warning = msg;
+                }
+            }
+            Err(e) => warn_once(&mut last_warning, e.to_string()),
+        }
+    }
+    for lane in ctx.lanes.list() {
+        lane.stop().await;
+    }
+    Ok(())
+}
+
+fn warn_once(last: &mut String, msg: String) {
+    if *last != msg {
+        tracing::warn!("{msg}");
+        *last = msg;
+    }
+}
+
+/// True when a lane's upstream task reconnected since the last poll.
+fn lane_errors(lanes: &Lanes, seen: &mut HashMap<String, u64>) -> bool {
+    let mut any = false;
+    for lane in lanes.list() {
+        let n = lane.metrics.upstream_reconnects.get();
+        let prev = seen.insert(lane.name.clone(), n).unwrap_or(n);
+        any |= n > prev;
+    }
+    any
+}
+
+fn update_health(ctx: &ClusterCtx) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let lanes = ctx.lanes.list();
+    let up = !lanes.is_empty() && lanes.iter().all(|l| l.health.upstream_up.load(Relaxed));
+    let writable = lanes.iter().all(|l| l.health.log_writable.load(Relaxed));
+    ctx.health.upstream_up.store(up, Relaxed);
+    ctx.health.log_writable.store(writable, Relaxed);
+}
+
+/// Brings the lanes in line with one discovery pass.
+async fn apply(
+    ctx: &ClusterCtx,
+    cl: &ClusterSettings,
+    ports: PortRange,
+    reg: &mut Registry,
+    d: &Discovered,
+    last_warning: &mut String,
+) {
+    if !d.state_ok {
+        warn_once(
+            last_warning,
+            format!(
+                "cluster_state:fail (read from {}): lanes keep what they have and wait for their shards",
+                d.from
+            ),
+        );
+    }
+    let topo = super::topology::Topology {
+        shards: d.seen.iter().map(|s| s.shard.clone()).collect(),
+    };
+    let uncovered = topo.uncovered();
+    if !uncovered.is_empty() && d.state_ok {
+        let list: Vec<String> = uncovered
+            .iter()
+            .map(|r| format!("{}-{}", r.first, r.last))
+            .collect();
+        warn_once(
+            last_warning,
+            format!(
+                "slots {} are covered by no shard with a live master; carrying on with the others",
+                list.join(",")
+            ),
+        );
+    }
+    let history: HashMap<String, Vec<crate::log::HistoryEntry>> = ctx
+        .lanes
+        .list()
+        .iter()
+        .map(|l| (l.name.clone(), l.log.history().1))
+        .collect();
+    let a = registry::assign(reg, &d.seen, &history, cl.lanes, ports);
+    // Start the lanes this agent takes and does not run yet (new, or after a restart).
+    for (li, rec) in reg.lanes.iter().enumerate() {
+        if !rec.taken || rec.retired || ctx.lanes.get(&rec.name).is_some() {
+            continue;
+        }
+        let Some(port) = rec.port else {
+            if a.created.contains(&li) {
+                tracing::error!(lane = %rec.name, "listen.shard_ports {}-{} has no port left for lane {} ({}); widen the range", ports.first, ports.last, rec.name, rec.alias);
+            }
+            continue;
+        };
+        match Lane::start(&ctx.cfg, rec, port, &ctx.metrics).await {
+            Ok(lane) => ctx.lanes.push(lane),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+    for (li, rec) in reg.lanes.iter_mut().enumerate() {
+        let Some(lane) = ctx.lanes.get(&rec.name) else {
+            continue;
+        };
+        match a.lanes.get(&li).map(|&si| &d.seen[si].shard) {
+            Some(shard) => {
+                let tls = ctx.cfg.upstream_tls.is_some();
+                let node = match cl.read_from {
+                    ReadFrom::Master => shard.master(),
+                    ReadFrom::Replica => shard.replicas().next().or(shard.master()),
+                };
+                let addr = node.map(|n| n.addr(tls));
+                lane.follow(addr.clone());
+                lane.set_view(|v| {
+                    v.slots = shard.slots.clone();
+                    v.upstream = addr.clone().unwrap_or_default();
+                    v.state = match &addr {
+                        Some(_) if lane.metrics.upstream_connected.get() == 1 => "streaming".into(),
+                        Some(_) => "connecting".into(),
+                        None => {
+                            "waiting: the shard's master is gone and no replica has replaced it yet"
+                                .into()
+                        }
+                    };
+                });
+            }
+            None if a.gone.contains(&li) && d.state_ok => {
+                let head = lane.log.status().head;
+                let drained = lane
+                    .replicas
+                    .snapshot()
+                    .iter()
+                    .all(|r| r.ack_offset >= head);
+                lane.follow(None);
+                if drained {
+                    tracing::info!(lane = %rec.name, "the lane's shard left the cluster and its replicas drained it: lane retired");
+                    rec.retired = true;
+                    if let Some(l) = ctx.lanes.remove(&rec.name) {
+                        l.stop().await;
+                    }
+                } else {
+                    lane.set_view(|v| {
+                        v.slots.clear();
+                        v.state = "retiring: the shard left the cluster; waiting for downstreams to drain".into();
+                    });
+                }
+            }
+            None => lane.set_view(|v| {
+                v.state = "waiting: the cluster does not list the lane's shard".into();
+            }),
+        }
+    }
+    publish(ctx);
+}
+
+/// Sends the slot map downstream when it changed (its version grows by one).
+fn publish(ctx: &ClusterCtx) {
+    let lanes: Vec<LaneSlots> = ctx
+        .lanes
+        .list()
+        .iter()
+        .map(|l| LaneSlots {
+            name: l.name.clone(),
+            alias: l.alias.clone(),
+            ranges: l.view().slots,
+        })
+        .collect();
+    ctx.slot_map.send_if_modified(|map| {
+        if map.lanes == lanes {
+            return false;
+        }
+        match SlotMap::new(map.version + 1, lanes) {
+            Ok(m) => {
+                *map = m;
+                true
+            }
+            Err(e) => {
+                tracing::warn!("slot map not published: {e}");
+                false
+            }
+        }
+    });
+}
+
+/// The lanes' directory (`data_dir/lanes`).
+pub fn lanes_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("lanes")
+}
+
+/// Slot ranges as `[[first, last], …]`.
+pub fn ranges_json(r: &[SlotRange]) -> Vec<[u16; 2]> {
+    r.iter().map(|r| [r.first, r.last]).collect()
+}
