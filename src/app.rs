@@ -94,7 +94,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let peers = Arc::new(Peers::default());
-    let lanes = LaneMap::default();
+    let lane_map = LaneMap::default();
     let mut tasks = Vec::new();
     // A cluster-mode region agent: lanes learnt from the site agent's slot map.
     let region_replicas: Option<LaneReplicas> = match (&cfg.source, cfg.shard_ports) {
@@ -111,7 +111,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             log: log.clone(),
             metrics: metrics.clone(),
             peers: peers.clone(),
-            lanes: lanes.clone(),
+            lanes: lane_map.clone(),
             max_agents: cfg.max_agents,
             link: cfg.link.clone(),
             shutdown: shutdown_rx.clone(),
@@ -120,18 +120,16 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     }
 
     // The upstream: a Redis master, a Redis Cluster (one lane per shard), or another agent.
-    let lanes = cfg
-        .cluster
-        .as_ref()
-        .map(|_| crate::cluster::run::Lanes::default());
+    let lanes = (cfg.cluster.is_some() || region_replicas.is_some())
+        .then(crate::cluster::run::Lanes::default);
     let upstream_name = match &cfg.source {
-        Source::Redis if lanes.is_some() => {
+        Source::Redis if cfg.cluster.is_some() => {
             let ctx = crate::cluster::run::ClusterCtx {
                 cfg: cfg.clone(),
                 metrics: metrics.clone(),
                 health: health.clone(),
                 lanes: lanes.clone().unwrap_or_default(),
-                slot_map: watch::channel(Default::default()).0,
+                serve: lane_map.clone(),
             };
             tasks.push(tokio::spawn(crate::cluster::run::run_logged(
                 ctx,
@@ -168,8 +166,11 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
                     tls,
                     (addr, server_name),
                     metrics.clone(),
-                    lanes.clone(),
-                    region_replicas.clone().unwrap_or_default(),
+                    crate::region::RegionShared {
+                        serve_lanes: lane_map.clone(),
+                        replicas: region_replicas.clone().unwrap_or_default(),
+                        status: lanes.clone().unwrap_or_default(),
+                    },
                     shutdown_rx.clone(),
                 )
                 .await?,
@@ -225,7 +226,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         log: log.clone(),
         node: cfg.name.clone(),
         upstream_kind: match cfg.source {
-            Source::Redis if lanes.is_some() => "cluster",
+            Source::Redis if cfg.cluster.is_some() => "cluster",
             Source::Redis => "redis",
             Source::Agent { .. } => "agent",
         },
@@ -255,7 +256,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
             let ep = ClusterEndpoint {
                 my_id: crate::serve::cluster::node_id(&cfg.name),
                 my_addr: cluster_port::my_addr(cfg.listen_redis),
-                map: lanes.slot_map().subscribe(),
+                map: lane_map.slot_map().subscribe(),
                 lanes: replicas,
                 requirepass: cfg.requirepass.clone(),
                 timeout: cfg.serve_timeout,

@@ -11,14 +11,59 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{RegionCtx, RegionError};
+use crate::cluster::run::ShardSource;
+use crate::cluster::status::ShardRow;
+use crate::cluster::SlotMap;
 use crate::log::{Log, LogConfig};
-use crate::metrics::Health;
+use crate::metrics::{Health, Metrics};
 use crate::serve::peers::{Lane, Peers};
 use crate::serve::{self, Replicas, ServeCtx};
 use crate::upstream::agent::{self as up_agent, AgentUpstreamCtx};
 use crate::upstream::refresh;
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// What `/status` shows of a region lane: its log and metrics, its slots as the site's slot
+/// map last gave them.
+struct StatusRow {
+    name: String,
+    port: u16,
+    upstream: String,
+    log: Log,
+    metrics: Arc<Metrics>,
+    map: watch::Receiver<Option<SlotMap>>,
+}
+
+impl ShardSource for StatusRow {
+    fn row(&self) -> ShardRow {
+        self.metrics.refresh_from_log(&self.log);
+        let s = self.log.status();
+        let map = self.map.borrow();
+        let entry = map
+            .as_ref()
+            .and_then(|m| m.lanes.iter().find(|l| l.name == self.name));
+        let connected = self.metrics.upstream_connected.get() == 1;
+        let state = match entry {
+            None => "not in the site's slot map: serving what it holds",
+            Some(_) if connected => "streaming",
+            Some(_) => "connecting",
+        };
+        ShardRow {
+            name: self.name.clone(),
+            alias: entry.map(|l| l.alias.clone()).unwrap_or_default(),
+            slots: entry
+                .map(|l| crate::cluster::run::ranges_json(&l.ranges))
+                .unwrap_or_default(),
+            replica_port: self.port,
+            upstream: self.upstream.clone(),
+            head_offset: s.head,
+            durable_offset: s.durable,
+            lag_bytes: self.metrics.lag_bytes.get().max(0) as u64,
+            lag_seconds: self.metrics.lag_seconds.get(),
+            state: state.to_string(),
+        }
+    }
+}
 
 /// Opens the lane's log, binds its replica port and starts its tasks.
 pub async fn start(
@@ -61,6 +106,14 @@ pub async fn start(
         metrics: metrics.clone(),
         health: health.clone(),
     };
+    ctx.status.add_source(Arc::new(StatusRow {
+        name: name.to_string(),
+        port,
+        upstream: format!("{}#{name}", ctx.upstream),
+        log: log.clone(),
+        metrics: metrics.clone(),
+        map: ctx.serve_lanes.slot_map().subscribe(),
+    }));
     let replicas = Arc::new(Replicas::default());
     ctx.replicas
         .write()

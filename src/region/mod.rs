@@ -20,6 +20,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::run::Lanes;
 use crate::cluster::slotmap_codec;
 use crate::config::{Config, PortRange};
 use crate::link::client::{self, LinkConn};
@@ -67,7 +68,17 @@ pub struct RegionCtx {
     pub serve_lanes: LaneMap,
     /// Each lane's replicas, for the cluster endpoint.
     pub replicas: LaneReplicas,
+    /// The lanes `/status` lists.
+    pub status: Lanes,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// What the region shares with the rest of the agent: the lanes served to downstream agents
+/// (and the slot map), each lane's replicas (for the cluster endpoint), the `/status` rows.
+pub struct RegionShared {
+    pub serve_lanes: LaneMap,
+    pub replicas: LaneReplicas,
+    pub status: Lanes,
 }
 
 /// Builds the region's context from the config (a QUIC client endpoint whose connection
@@ -78,10 +89,14 @@ pub async fn spawn_region(
     tls: &crate::link::TlsFiles,
     (addr, server_name): (&str, &str),
     metrics: Arc<Metrics>,
-    serve_lanes: LaneMap,
-    replicas: LaneReplicas,
+    shared: RegionShared,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, crate::app::AppError> {
+    let RegionShared {
+        serve_lanes,
+        replicas,
+        status,
+    } = shared;
     let ports = cfg.shard_ports.ok_or(RegionError::Registry(
         "listen.shard_ports is required for a cluster-mode region agent".into(),
     ))?;
@@ -101,6 +116,7 @@ pub async fn spawn_region(
         ports,
         serve_lanes,
         replicas,
+        status,
         shutdown,
     };
     Ok(spawn(ctx).await?)
