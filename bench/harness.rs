@@ -14,6 +14,30 @@ pub fn now_ns() -> u128 {
     START.get_or_init(Instant::now).elapsed().as_nanos()
 }
 
+/// Spawns `cmd` tied to the bench: the child gets SIGKILL when the bench dies, however it dies
+/// (a `timeout`, Ctrl-C, a panic), so no redis-server, agent or wan-sim outlives a run.
+/// Children are spawned from the main thread, which lives as long as the bench
+/// (`PR_SET_PDEATHSIG` fires when the spawning thread exits).
+#[allow(unsafe_code)] // pre_exec is unsafe: the closure runs between fork and exec
+pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe and
+    // touch no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The bench died between fork and prctl: do not start an orphan.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("the bench exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 pub struct Proc {
     pub child: Option<Child>,
 }

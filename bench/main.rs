@@ -30,6 +30,7 @@ mod results;
 mod scenarios;
 mod servers;
 mod topo;
+mod udpblast;
 
 use std::time::Instant;
 

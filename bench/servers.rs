@@ -9,7 +9,7 @@ use georelay::resp::Frame;
 
 use crate::client::Client;
 use crate::devkit::{free_port, free_udp_port, http_get, metric_value, scrape};
-use crate::harness::{wait_for, Env, Proc, LINK_EXTRA};
+use crate::harness::{spawn_tied, wait_for, Env, Proc, LINK_EXTRA};
 
 pub struct Redis {
     pub port: u16,
@@ -49,12 +49,13 @@ impl Redis {
             dir.join("redis.log").display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start redis-server")?;
+        let child = spawn_tied(
+            Command::new("redis-server")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("start redis-server")?;
         let r = Redis {
             port,
             proc: Proc { child: Some(child) },
@@ -132,6 +133,19 @@ impl Agent {
         link: &str,
         log: &str,
     ) -> Result<Agent> {
+        Agent::start_with(env, node, up, listen_agent, link, log, "")
+    }
+
+    /// [`Agent::start`] with extra `[upstream]` lines (e.g. `ack = "remote"`).
+    pub fn start_with(
+        env: &Env,
+        node: &str,
+        up: Up,
+        listen_agent: bool,
+        link: &str,
+        log: &str,
+        upstream: &str,
+    ) -> Result<Agent> {
         let dir = env.dir(node);
         let admin = free_port();
         let redis_port = free_port();
@@ -144,6 +158,9 @@ impl Agent {
         match up {
             Up::Redis(p) => t.push_str(&format!("redis = \"127.0.0.1:{p}\"\n")),
             Up::Agent(p) => t.push_str(&format!("agent = \"127.0.0.1:{p}\"\n")),
+        }
+        if !upstream.is_empty() {
+            t.push_str(&format!("{upstream}\n"));
         }
         t.push_str(&format!(
             "[listen]\nredis = \"127.0.0.1:{redis_port}\"\nadmin = \"127.0.0.1:{admin}\"\n"
@@ -185,14 +202,15 @@ impl Agent {
             .create(true)
             .append(true)
             .open(self.dir.join("agent.log"))?;
-        let child = Command::new(&self.georelay)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("spawn georelay")?;
+        let child = spawn_tied(
+            Command::new(&self.georelay)
+                .args(["run", "--config"])
+                .arg(&self.config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .context("spawn georelay")?;
         self.proc = Proc { child: Some(child) };
         let admin = self.admin;
         wait_for(Duration::from_secs(20), Duration::from_millis(10), || {
@@ -237,23 +255,24 @@ impl WanSim {
         let dir = env.dir("wansim");
         let port = free_udp_port();
         let outage = dir.join("outage");
-        let child = Command::new(&env.georelay)
-            .arg("wan-sim")
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--forward",
-                &format!("127.0.0.1:{forward}"),
-                "--duration",
-                "60m",
-            ])
-            .arg("--outage-file")
-            .arg(&outage)
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("wansim.log"))?)
-            .spawn()
-            .context("spawn wan-sim")?;
+        let child = spawn_tied(
+            Command::new(&env.georelay)
+                .arg("wan-sim")
+                .args([
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--forward",
+                    &format!("127.0.0.1:{forward}"),
+                    "--duration",
+                    "60m",
+                ])
+                .arg("--outage-file")
+                .arg(&outage)
+                .args(flags)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("wansim.log"))?),
+        )
+        .context("spawn wan-sim")?;
         std::thread::sleep(Duration::from_millis(200));
         Ok(WanSim {
             port,

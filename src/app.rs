@@ -1,24 +1,28 @@
-//! Wires the log, the upstream link, the replica port and the admin listener together, with
-//! one shutdown path (SIGTERM/SIGINT → stop accepting → stop tasks → final fsync).
+//! Wires the log, the upstream link, the replica port and the admin listener together:
+//! open → bind → spawn upstream → spawn serving → supervise (a `JoinSet` that reports a task
+//! ending early or panicking), with one shutdown path (SIGTERM/SIGINT or a task's end → stop
+//! accepting → stop tasks → final fsync).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::config::{AckPolicy, Config, Source};
+use crate::config::Config;
+use crate::dr::repoint::{self, RepointCmd, RepointError, UpstreamTarget};
+use crate::dr::supervisor::{self, UpstreamDeps};
 use crate::link::{quic, LinkError};
 use crate::log::{Log, LogConfig, LogError};
 use crate::metrics::admin::{self, AdminState};
+use crate::metrics::status::{ActiveUpstream, NodeState};
 use crate::metrics::{Health, Metrics, MetricsError};
 use crate::serve::agent::{self as serve_agent, AgentServeCtx};
 use crate::serve::cluster_port::{self, ClusterEndpoint, LaneReplicas};
 use crate::serve::peers::{LaneMap, Peers};
 use crate::serve::{self, Replicas, ServeCtx};
-use crate::upstream::agent::{self as up_agent, AgentUpstreamCtx};
-use crate::upstream::redis::UpstreamCtx;
-use crate::upstream::{redis as up_redis, refresh};
+use crate::tasks::Tasks;
 
 /// Why the agent could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +43,79 @@ pub enum AppError {
     Link(#[from] LinkError),
     #[error("{0} needs the [tls] section")]
     NoTls(&'static str),
-    #[error("region lanes: {0}")]
-    Region(#[from] crate::region::RegionError),
+    #[error("upstream override: {0}")]
+    Override(#[from] RepointError),
+    #[error("{0}")]
+    Task(String),
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
+/// After a failed retention pass the next one comes sooner, so readiness recovers quickly.
+const MAINTAIN_RETRY: Duration = Duration::from_secs(1);
 /// How long tasks get to finish after SIGTERM; SIGINT (an operator's Ctrl-C) waits less.
 const GRACE: Duration = Duration::from_secs(10);
 const GRACE_INT: Duration = Duration::from_secs(2);
 
-/// Runs an agent until SIGTERM or SIGINT.
+/// The shared core every task works on.
+struct Core {
+    cfg: Arc<Config>,
+    log: Log,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    peers: Arc<Peers>,
+    replicas: Arc<Replicas>,
+    /// Cluster mode (`upstream.cluster`, or a region agent with `listen.shard_ports`): the
+    /// lanes, one per shard.
+    lanes: Option<crate::cluster::run::Lanes>,
+    /// The lanes the agent link serves downstream, and the slot map of the control stream.
+    lane_map: LaneMap,
+    /// A cluster-mode region agent: each lane's replicas, for the cluster endpoint.
+    region: Option<LaneReplicas>,
+}
+
+/// The sockets, bound before any task starts (so a port in use fails the start).
+struct Bound {
+    replica: TcpListener,
+    admin: TcpListener,
+    replica_tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    agents: Option<quinn::Endpoint>,
+    replica_addr: std::net::SocketAddr,
+}
+
+/// Runs an agent until SIGTERM or SIGINT, or until a task ends by itself (an error).
 pub async fn run(cfg: Config) -> Result<(), AppError> {
+    let core = open(cfg)?;
+    let bound = bind(&core.cfg).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Tasks::new();
+    let active = spawn_upstream(&core, &bound, &mut tasks, &shutdown_rx).await?;
+    spawn_serving(&core, bound, active, &mut tasks, &shutdown_rx);
+
+    let outcome = tokio::select! {
+        grace = wait_for_signal() => Ok(grace?),
+        exit = tasks.next_exit() => Err(exit),
+    };
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let grace = match &outcome {
+        Ok(g) => *g,
+        Err(exit) => {
+            tracing::error!("{exit}; stopping the agent");
+            GRACE
+        }
+    };
+    for odd in tasks.drain(grace).await {
+        tracing::error!("during shutdown: {odd}");
+    }
+    core.log.close()?;
+    tracing::info!("log flushed; bye");
+    outcome
+        .map(|_| ())
+        .map_err(|e| AppError::Task(e.to_string()))
+}
+
+/// Opens the log and builds the metrics and shared tables.
+fn open(cfg: Config) -> Result<Core, AppError> {
     let log = Log::open(LogConfig {
         dir: cfg.data_dir.clone(),
         segment_bytes: cfg.log.segment_bytes,
@@ -71,241 +137,232 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     let metrics = Metrics::new(&cfg.name)?;
     let fsync_hist = metrics.log_fsync_seconds.clone();
     log.set_fsync_observer(move |d| fsync_hist.observe(d.as_secs_f64()));
-    let health = Health::new();
-    let replica_listener = TcpListener::bind(cfg.listen_redis)
-        .await
-        .map_err(|source| AppError::Bind {
-            what: "listen.redis",
-            addr: cfg.listen_redis,
-            source,
-        })?;
-    let admin_listener = TcpListener::bind(cfg.listen_admin)
-        .await
-        .map_err(|source| AppError::Bind {
-            what: "listen.admin",
-            addr: cfg.listen_admin,
-            source,
-        })?;
-    let replica_port = replica_listener
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or(cfg.listen_redis.port());
-    tracing::info!(replicas = %cfg.listen_redis, admin = %cfg.listen_admin, "listening");
+    Ok(Core {
+        log,
+        metrics,
+        health: Health::new(),
+        peers: Arc::new(Peers::default()),
+        replicas: Arc::new(Replicas::default()),
+        lanes: (cfg.cluster.is_some() || crate::region::is_region(&cfg))
+            .then(crate::cluster::run::Lanes::default),
+        lane_map: LaneMap::default(),
+        region: crate::region::is_region(&cfg).then(LaneReplicas::default),
+        cfg: Arc::new(cfg),
+    })
+}
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let peers = Arc::new(Peers::default());
-    let lane_map = LaneMap::default();
-    let mut tasks = Vec::new();
-    // A cluster-mode region agent: lanes learnt from the site agent's slot map.
-    let region_replicas: Option<LaneReplicas> = match (&cfg.source, cfg.shard_ports) {
-        (Source::Agent { .. }, Some(_)) => Some(LaneReplicas::default()),
+async fn listen(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// Binds the replica port(s), the admin listener and the QUIC listener for downstream agents.
+async fn bind(cfg: &Config) -> Result<Bound, AppError> {
+    let replica = listen("listen.redis", cfg.listen_redis).await?;
+    let admin = listen("listen.admin", cfg.listen_admin).await?;
+    let replica_addr = replica.local_addr().unwrap_or(cfg.listen_redis);
+    tracing::info!(replicas = %cfg.listen_redis, admin = %cfg.listen_admin, "listening");
+    let replica_tls = match (cfg.listen_redis_tls, &cfg.serve_tls) {
+        (Some(addr), Some(tls)) => {
+            let acceptor = crate::redistls::acceptor(tls)?;
+            let l = listen("listen.redis_tls", addr).await?;
+            tracing::info!(replicas_tls = %addr, "listening for TLS replicas");
+            Some((l, acceptor))
+        }
         _ => None,
     };
+    let agents = match cfg.listen_agent {
+        Some(listen) => {
+            let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("listen.agent"))?;
+            let endpoint = quic::server_endpoint(listen, tls, &cfg.link.transport)?;
+            tracing::info!(agents = %listen, "listening for downstream agents (QUIC, mutual TLS)");
+            Some(endpoint)
+        }
+        None => None,
+    };
+    Ok(Bound {
+        replica,
+        admin,
+        replica_tls,
+        agents,
+        replica_addr,
+    })
+}
 
-    // The QUIC listener for downstream agents.
-    if let Some(listen) = cfg.listen_agent {
-        let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("listen.agent"))?;
-        let endpoint = quic::server_endpoint(listen, tls, &cfg.link.transport)?;
-        tracing::info!(agents = %listen, "listening for downstream agents (QUIC, mutual TLS)");
+/// Starts the upstream supervisor (config file or persisted override; re-pointed by
+/// `POST /upstream`). Returns the active-upstream cell and the supervisor's inbox.
+async fn spawn_upstream(
+    core: &Core,
+    bound: &Bound,
+    tasks: &mut Tasks,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(Arc<RwLock<ActiveUpstream>>, mpsc::Sender<RepointCmd>), AppError> {
+    let dir = core.cfg.data_dir.clone();
+    let ov = tokio::task::spawn_blocking(move || repoint::load(&dir))
+        .await
+        .map_err(|e| AppError::Task(e.to_string()))??;
+    let ov = match ov {
+        Some(o) if core.lanes.is_some() => {
+            tracing::warn!(upstream = %o.upstream, "ignoring the upstream override in data_dir: re-pointing a cluster upstream is not supported yet (clear it by deleting {})", repoint::OVERRIDE_FILE);
+            None
+        }
+        ov => ov,
+    };
+    let configured = supervisor::configured(&core.cfg);
+    if matches!(configured, UpstreamTarget::Agent { .. })
+        || ov
+            .as_ref()
+            .is_some_and(|o| matches!(o.upstream, UpstreamTarget::Agent { .. }))
+    {
+        core.cfg
+            .tls
+            .as_ref()
+            .ok_or(AppError::NoTls("upstream.agent"))?;
+    }
+    let active = Arc::new(RwLock::new(match core.cfg.cluster {
+        Some(_) => supervisor::cluster_active(),
+        None => supervisor::active(&configured, ov.as_ref()),
+    }));
+    let deps = UpstreamDeps {
+        cfg: core.cfg.clone(),
+        log: core.log.clone(),
+        metrics: core.metrics.clone(),
+        health: core.health.clone(),
+        peers: core.peers.clone(),
+        replica_port: bound.replica_addr.port(),
+        active: active.clone(),
+        lanes: core.lanes.clone(),
+        lane_map: core.lane_map.clone(),
+        region: core.region.clone(),
+    };
+    let (tx, rx) = mpsc::channel(4);
+    tasks.spawn("upstream", supervisor::run(deps, ov, rx, shutdown.clone()));
+    Ok((active, tx))
+}
+
+/// Starts everything that serves: downstream agents, replica ports, the admin listener, and
+/// log maintenance.
+fn spawn_serving(
+    core: &Core,
+    bound: Bound,
+    (active, repoint_tx): (Arc<RwLock<ActiveUpstream>>, mpsc::Sender<RepointCmd>),
+    tasks: &mut Tasks,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let cfg = &core.cfg;
+    if let Some(endpoint) = bound.agents {
         let ctx = AgentServeCtx {
-            log: log.clone(),
-            metrics: metrics.clone(),
-            peers: peers.clone(),
-            lanes: lane_map.clone(),
+            log: core.log.clone(),
+            metrics: core.metrics.clone(),
+            peers: core.peers.clone(),
+            lanes: core.lane_map.clone(),
             max_agents: cfg.max_agents,
             link: cfg.link.clone(),
-            shutdown: shutdown_rx.clone(),
+            shutdown: shutdown.clone(),
         };
-        tasks.push(tokio::spawn(serve_agent::run(endpoint, ctx)));
+        tasks.spawn("agent listener", serve_agent::run(endpoint, ctx));
     }
-
-    // The upstream: a Redis master, a Redis Cluster (one lane per shard), or another agent.
-    let lanes = (cfg.cluster.is_some() || region_replicas.is_some())
-        .then(crate::cluster::run::Lanes::default);
-    let upstream_name = match &cfg.source {
-        Source::Redis if cfg.cluster.is_some() => {
-            let ctx = crate::cluster::run::ClusterCtx {
-                cfg: cfg.clone(),
-                metrics: metrics.clone(),
-                health: health.clone(),
-                lanes: lanes.clone().unwrap_or_default(),
-                serve: lane_map.clone(),
-            };
-            tasks.push(tokio::spawn(crate::cluster::run::run_logged(
-                ctx,
-                shutdown_rx.clone(),
-            )));
-            "cluster".to_string()
-        }
-        Source::Redis => {
-            let up_ctx = UpstreamCtx {
-                cfg: cfg.upstream.clone(),
-                listening_port: replica_port,
-                log: log.clone(),
-                metrics: metrics.clone(),
-                health: health.clone(),
-                remote_ack: (cfg.ack == AckPolicy::Remote).then(|| peers.subscribe_remote_ack()),
-                tls: cfg
-                    .upstream_tls
-                    .as_ref()
-                    .map(crate::redistls::Connector::new)
-                    .transpose()?,
-            };
-            tasks.push(tokio::spawn(up_redis::run(
-                up_ctx.clone(),
-                shutdown_rx.clone(),
-            )));
-            tasks.push(tokio::spawn(refresh::run(up_ctx, shutdown_rx.clone())));
-            cfg.upstream.redis.clone()
-        }
-        Source::Agent { addr, server_name } if region_replicas.is_some() => {
-            let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("upstream.agent"))?;
-            tasks.extend(
-                crate::region::spawn_region(
-                    &cfg,
-                    tls,
-                    (addr, server_name),
-                    metrics.clone(),
-                    crate::region::RegionShared {
-                        serve_lanes: lane_map.clone(),
-                        replicas: region_replicas.clone().unwrap_or_default(),
-                        status: lanes.clone().unwrap_or_default(),
-                    },
-                    shutdown_rx.clone(),
-                )
-                .await?,
-            );
-            addr.clone()
-        }
-        Source::Agent { addr, server_name } => {
-            let tls = cfg.tls.as_ref().ok_or(AppError::NoTls("upstream.agent"))?;
-            let endpoint = quic::client_endpoint(tls, &cfg.link.transport)?;
-            let ctx = AgentUpstreamCtx {
-                name: cfg.name.clone(),
-                addr: addr.clone(),
-                server_name: server_name.clone(),
-                endpoint,
-                link: cfg.link.clone(),
-                log: log.clone(),
-                metrics: metrics.clone(),
-                health: health.clone(),
-            };
-            let fetch_ctx = ctx.clone();
-            tasks.push(tokio::spawn(refresh::run_with(
-                log.clone(),
-                metrics.clone(),
-                health.clone(),
-                shutdown_rx.clone(),
-                move || {
-                    let c = fetch_ctx.clone();
-                    async move { up_agent::fetch_snapshot(&c).await }
-                },
-            )));
-            tasks.push(tokio::spawn(up_agent::run(ctx, shutdown_rx.clone())));
-            addr.clone()
-        }
-    };
     let serve_ctx = ServeCtx {
-        log: log.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        replicas: Arc::new(Replicas::default()),
+        log: core.log.clone(),
+        metrics: core.metrics.clone(),
+        health: core.health.clone(),
+        replicas: core.replicas.clone(),
         requirepass: cfg.requirepass.clone(),
         timeout: cfg.serve_timeout,
         max_replicas: cfg.max_replicas,
         username: cfg.username.clone(),
         max_connections: cfg.max_connections,
         connections: Arc::default(),
-        upstream: upstream_name,
-        shutdown: shutdown_rx.clone(),
+        upstream: active.read().map(|a| a.addr.clone()).unwrap_or_default(),
+        shutdown: shutdown.clone(),
         port: Arc::default(),
     };
-    let admin_state = AdminState {
-        metrics: metrics.clone(),
-        health: health.clone(),
-        log: log.clone(),
-        node: cfg.name.clone(),
-        upstream_kind: match cfg.source {
-            Source::Redis if cfg.cluster.is_some() => "cluster",
-            Source::Redis => "redis",
-            Source::Agent { .. } => "agent",
-        },
-        upstream_addr: serve_ctx.upstream.clone(),
-        replicas: serve_ctx.replicas.clone(),
-        peers: peers.clone(),
-        cluster: lanes,
-    };
-    if let (Some(addr), Some(tls)) = (cfg.listen_redis_tls, &cfg.serve_tls) {
-        let acceptor = crate::redistls::acceptor(tls)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                what: "listen.redis_tls",
-                addr,
-                source,
-            })?;
-        tracing::info!(replicas_tls = %addr, "listening for TLS replicas");
-        tasks.push(tokio::spawn(serve::run(
-            listener,
-            serve_ctx.clone(),
-            Some(acceptor),
-        )));
+    if let Some((listener, acceptor)) = bound.replica_tls {
+        tasks.spawn(
+            "replica port (TLS)",
+            serve::run(listener, serve_ctx.clone(), Some(acceptor)),
+        );
     }
-    match region_replicas {
+    match &core.region {
+        // A cluster-mode region agent answers the read-only cluster endpoint on listen.redis.
         Some(replicas) => {
             let ep = ClusterEndpoint {
                 my_id: crate::serve::cluster::node_id(&cfg.name),
                 my_addr: cluster_port::my_addr(cfg.listen_redis),
-                map: lane_map.slot_map().subscribe(),
-                lanes: replicas,
+                map: core.lane_map.slot_map().subscribe(),
+                lanes: replicas.clone(),
                 requirepass: cfg.requirepass.clone(),
                 timeout: cfg.serve_timeout,
             };
-            tasks.push(tokio::spawn(cluster_port::run(
-                replica_listener,
-                ep,
-                shutdown_rx.clone(),
-            )));
+            tasks.spawn(
+                "cluster endpoint",
+                cluster_port::run(bound.replica, ep, shutdown.clone()),
+            );
         }
-        None => tasks.push(tokio::spawn(serve::run(replica_listener, serve_ctx, None))),
+        None => tasks.spawn("replica port", serve::run(bound.replica, serve_ctx, None)),
     }
-    tasks.push(tokio::spawn(admin::serve(
-        admin_listener,
-        admin_state,
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(maintain(
-        log.clone(),
-        health.clone(),
-        shutdown_rx.clone(),
-    )));
-
-    let grace = wait_for_signal().await?;
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(grace, async {
-        for t in tasks {
-            let _ = t.await;
-        }
-    })
-    .await;
-    log.close()?;
-    tracing::info!("log flushed; bye");
-    Ok(())
+    let admin_state = AdminState {
+        node: NodeState {
+            node: cfg.name.clone(),
+            log: core.log.clone(),
+            metrics: core.metrics.clone(),
+            health: core.health.clone(),
+            upstream: active,
+            replica_addr: bound.replica_addr,
+            agent_addr: cfg.listen_agent,
+            replicas: core.replicas.clone(),
+            peers: core.peers.clone(),
+            cluster: core.lanes.clone(),
+        },
+        token: cfg.admin_token.as_deref().map(Arc::from),
+        repoint: repoint_tx,
+    };
+    tasks.spawn(
+        "admin listener",
+        admin::serve(bound.admin, admin_state, shutdown.clone()),
+    );
+    tasks.spawn(
+        "log maintenance",
+        maintain(core.log.clone(), core.health.clone(), shutdown.clone()),
+    );
 }
 
+/// Retention and snapshot upkeep every 10 s, off the async workers. A failed pass marks the
+/// log not writable (`/readyz` 503) and the next successful pass marks it writable again.
 async fn maintain(log: Log, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(MAINTAIN_EVERY);
+    let mut failed = false;
     loop {
+        let wait = if failed {
+            MAINTAIN_RETRY
+        } else {
+            MAINTAIN_EVERY
+        };
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = log.maintain() {
-            tracing::warn!("log retention failed: {e}");
-            health
-                .log_writable
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+        let l = log.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            if crate::failpoint::hit("retention") {
+                return Err(crate::failpoint::io_error("retention").to_string());
+            }
+            l.maintain().map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match res {
+            Err(e) => {
+                tracing::warn!("log retention failed: {e}; not ready until a pass succeeds");
+                health.log_writable.store(false, Ordering::Relaxed);
+                failed = true;
+            }
+            Ok(()) if failed => {
+                tracing::info!("log retention succeeded again; the log is writable");
+                health.log_writable.store(true, Ordering::Relaxed);
+                failed = false;
+            }
+            Ok(()) => {}
         }
     }
 }

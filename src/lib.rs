@@ -12,6 +12,8 @@
 //! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
 //! - [`region`]: a cluster-mode region agent: lanes learnt from the site's slot map.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
+//! - [`dr`]: runtime re-pointing, `georelay switchover` and `georelay failover`.
+//! - [`tasks`]: a named, supervised set of tokio tasks.
 //! - [`app`]: wires everything together with one shutdown path.
 //!
 //! Lints: `unsafe` is denied crate-wide; the few audited libc calls in the log's segment I/O
@@ -25,6 +27,7 @@ pub mod app;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod dr;
 pub mod failpoint;
 pub mod link;
 pub mod log;
@@ -35,6 +38,7 @@ pub mod redistls;
 pub mod region;
 pub mod resp;
 pub mod serve;
+pub mod tasks;
 pub mod units;
 pub mod upstream;
 pub mod wansim;

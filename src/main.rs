@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use georelay::config::Config;
 
+mod dr_cli;
+
 /// Replicate a Redis/Valkey master across datacenters through a durable replication log.
 #[derive(Parser)]
 #[command(name = "georelay", version, about)]
@@ -15,6 +17,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Parsed once at start-up, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run an agent.
@@ -40,6 +44,33 @@ enum Cmd {
         #[arg(long)]
         max_lag: Option<String>,
     },
+    /// Planned switchover, zero loss: move the master from site A's origin to a replica of
+    /// region B (check → fence with CLIENT PAUSE WRITE → wait → promote → re-point B and A →
+    /// demote the old origin → unpause). Exit 0 with the new master, or non-zero naming the
+    /// failed step. Cluster upstreams: per-lane switchover is not supported yet; this moves one
+    /// (non-cluster) master.
+    Switchover {
+        /// The current master (host:port).
+        #[arg(long)]
+        origin: String,
+        /// Agent A's admin listener (its upstream is the origin), e.g. http://10.0.0.1:9187.
+        #[arg(long)]
+        site: String,
+        /// Agent B's admin listener (its upstream is agent A).
+        #[arg(long)]
+        region: String,
+        /// The replica of agent B to promote (host:port).
+        #[arg(long)]
+        promote: String,
+        /// The agents' admin token (admin.token_file).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(flatten)]
+        auth: RedisAuthArgs,
+        /// Budget for the whole switchover; also the CLIENT PAUSE length.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+    },
     /// Development certificates for the QUIC links between agents.
     Certs {
         #[command(subcommand)]
@@ -51,6 +82,25 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// Redis credentials for the servers switchover/failover talk to.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct RedisAuthArgs {
+    /// ACL user on the origin (with --origin-password or --origin-password-file).
+    #[arg(long)]
+    origin_user: Option<String>,
+    #[arg(long)]
+    origin_password: Option<String>,
+    #[arg(long)]
+    origin_password_file: Option<PathBuf>,
+    /// ACL user on the promote target.
+    #[arg(long)]
+    promote_user: Option<String>,
+    #[arg(long)]
+    promote_password: Option<String>,
+    #[arg(long)]
+    promote_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -96,16 +146,39 @@ fn main() -> ExitCode {
             }
         }
         Cmd::WanSim { args } => wan_sim(args),
+        Cmd::Switchover {
+            origin,
+            site,
+            region,
+            promote,
+            token_file,
+            auth,
+            timeout,
+        } => dr_cli::switchover(dr_cli::Switch {
+            origin,
+            site,
+            region,
+            promote,
+            token_file,
+            origin_auth: (
+                auth.origin_user,
+                auth.origin_password,
+                auth.origin_password_file,
+            ),
+            promote_auth: (
+                auth.promote_user,
+                auth.promote_password,
+                auth.promote_password_file,
+            ),
+            timeout,
+        }),
         Cmd::Status {
             admin,
             json,
             max_lag,
         } => status(&admin, json, max_lag.as_deref()),
         Cmd::Check { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => check_override(&config, &cfg),
             Err(e) => config_failure(&e),
         },
         Cmd::Run { config } => {
@@ -130,6 +203,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `georelay check` on a valid file: says whether a runtime upstream override in `data_dir`
+/// wins over the file's upstream.
+fn check_override(path: &std::path::Path, cfg: &Config) -> ExitCode {
+    use georelay::dr::repoint;
+    match repoint::load(&cfg.data_dir) {
+        Ok(None) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Some(o)) => {
+            println!("{}: ok", path.display());
+            println!(
+                "upstream override in force: {} (from {}; it wins over the config file until cleared with DELETE /upstream)",
+                o.upstream,
+                repoint::override_path(&cfg.data_dir).display()
+            );
+            if let Some(f) = &o.fenced {
+                println!(
+                    "fenced: former upstream {} cut off at offset {} ({} bytes it had were never received)",
+                    f.site,
+                    f.head,
+                    f.rpo_bytes()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("config error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
     use georelay::metrics::status::{max_lag_seconds, render_table, Status};
     let limit = match max_lag.map(georelay::units::parse_duration).transpose() {
@@ -139,17 +245,15 @@ fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let body = match http_get(admin, "/status") {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let fetched = rt.block_on(async { georelay::dr::http::Admin::new(admin)?.status().await });
+    let (body, status): (String, Status) = match fetched {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("georelay status: cannot read {admin}/status: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let status: Status = match serde_json::from_str(&body) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("georelay status: {admin}/status is not a georelay status document: {e}");
+            eprintln!("georelay status: {e}");
             return ExitCode::from(2);
         }
     };
@@ -169,27 +273,6 @@ fn status(admin: &str, json: bool, max_lag: Option<&str>) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
-}
-
-/// A minimal HTTP/1.1 GET against `http://host:port`.
-fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut sock = std::net::TcpStream::connect(hostport)?;
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    sock.read_to_string(&mut text)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        anyhow::bail!("{}", head.lines().next().unwrap_or("no status line"));
-    }
-    Ok(body.to_string())
 }
 
 fn wan_sim(args: Vec<String>) -> ExitCode {

@@ -142,6 +142,44 @@ fn hello_client_and_config_edge_cases() {
     });
 }
 
+/// The INFO fields Redis Sentinel parses from a replica (`sentinelRefreshInstanceInfo` in
+/// sentinel.c) are there and truthful, and the agent is never a promotion candidate.
+#[test]
+fn sentinel_reads_a_replica_it_will_never_promote() {
+    let (master, agent, _replica) = chain();
+    let run_id = agent_info(&agent, "server", "run_id");
+    assert_eq!(run_id.len(), 40, "{run_id}");
+    assert!(run_id.bytes().all(|b| b.is_ascii_hexdigit()), "{run_id}");
+    assert_eq!(agent_info(&agent, "replication", "role"), "slave");
+    assert_eq!(
+        agent_info(&agent, "replication", "master_host"),
+        "127.0.0.1"
+    );
+    assert_eq!(
+        agent_info(&agent, "replication", "master_port"),
+        master.port.to_string()
+    );
+    assert_eq!(
+        agent_info(&agent, "replication", "master_link_status"),
+        "up"
+    );
+    let offset: u64 = agent_info(&agent, "replication", "slave_repl_offset")
+        .parse()
+        .expect("slave_repl_offset is a number");
+    assert!(offset > 0);
+    assert_eq!(agent_info(&agent, "replication", "slave_priority"), "0");
+    assert_eq!(agent_info(&agent, "replication", "replica_announced"), "1");
+    let slave0 = agent_info(&agent, "replication", "slave0");
+    for part in ["ip=127.0.0.1", "port=", "state=online", "offset="] {
+        assert!(slave0.contains(part), "{slave0}");
+    }
+    let mut c = Client::connect(agent.redis_port);
+    let georelay::resp::Frame::Array(kv) = c.cmd(&["CONFIG", "GET", "replica-priority"]) else {
+        panic!("CONFIG GET answers an array");
+    };
+    assert_eq!(support::frame_text(&kv[1]), "0");
+}
+
 struct Exporter(Child);
 
 impl Drop for Exporter {

@@ -20,6 +20,7 @@ mod ceiling;
 mod fullsync;
 mod lossy;
 mod steady;
+mod wait;
 mod wanbytes;
 mod wansim;
 
@@ -61,6 +62,7 @@ pub const ALL: &[Scenario] = &[
     lossy::SCENARIO,
     wanbytes::SCENARIO,
     wansim::SCENARIO,
+    wait::SCENARIO,
 ];
 
 /// The scenarios `--only` names, in the order given (all of them without `--only`).

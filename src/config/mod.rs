@@ -12,18 +12,21 @@
 //! existing section goes in that section's `RawX` (one field) and can be validated by a
 //! function in a new file that takes the raw section and the problem list.
 
+mod admin;
 pub mod cluster;
 mod link;
 mod listen;
 mod log;
 mod problems;
 mod serve;
+mod target;
 mod upstream;
 
 pub use cluster::{ClusterSettings, LanePart, PortRange, ReadFrom};
 pub use link::LinkSettings;
 pub use listen::{DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_REDIS};
 pub use log::LogSettings;
+pub use target::{OnUnknown, TargetConfig, TargetEndpoint};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +67,9 @@ struct RawConfig {
     tls: Option<link::RawTls>,
     #[serde(default)]
     link: link::RawLink,
+    #[serde(default)]
+    admin: admin::RawAdmin,
+    target: Option<target::RawTarget>,
 }
 
 /// Where the agent's stream comes from.
@@ -130,6 +136,10 @@ pub struct Config {
     pub cluster: Option<ClusterSettings>,
     /// `listen.shard_ports`: one replica port per lane, in lane-creation order.
     pub shard_ports: Option<PortRange>,
+    /// The bearer token for the admin listener's mutating endpoints (`admin.token_file`).
+    pub admin_token: Option<String>,
+    /// `[target]`: apply mode (write the stream into a Redis as a client).
+    pub target: Option<TargetConfig>,
 }
 
 impl Config {
@@ -211,6 +221,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let quic = upstream.agent.is_some() || listen.agent.is_some();
     let (tls, server_name) = link::validate_tls(raw.tls, quic, base, &mut problems);
     let link = link::validate_link(raw.link, &mut problems);
+    let admin_token = admin::validate_admin(raw.admin, base, &mut problems);
+    let target = target::validate_target(raw.target, base, &mut problems);
+    if let Some(t) = &target {
+        target::check_against_upstream(t, &upstream.redis.redis, cluster.is_some(), &mut problems);
+    }
 
     if upstream.ack == AckPolicy::Remote && listen.agent.is_none() {
         problems.bad(
@@ -240,6 +255,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         listen_redis_tls: listen.redis_tls,
         listen_redis: listen.redis,
         listen_admin: listen.admin,
+        admin_token,
         serve_tls: serve.tls,
         requirepass: serve.requirepass,
         serve_timeout: serve.timeout,
@@ -252,6 +268,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log,
         cluster,
         shard_ports,
+        target,
     })
 }
 

@@ -137,12 +137,8 @@ pub(super) fn validate_upstream(
             "applies to upstream.redis only (agents authenticate with [tls] certificates)",
         );
     }
-    if ack == AckPolicy::Remote && agent.is_some() {
-        problems.bad(
-            "upstream.ack",
-            "\"remote\" applies to an agent whose upstream is a Redis master",
-        );
-    }
+    // With an agent upstream, `ack = "remote"` applies once a re-point (`POST /upstream`) makes
+    // the upstream a Redis master, as after a switchover.
     let tls = if raw.tls.unwrap_or(false) {
         let ca = problems.readable("upstream.tls_ca", base, raw.tls_ca);
         if ca.is_none() {

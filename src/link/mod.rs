@@ -1,6 +1,12 @@
 //! The link between agents: the frame codec (sans-IO), zstd payloads, QUIC endpoints with mutual TLS, and dev certificates.
 //!
+//! - [`proto`]: the wire constants — ALPN, version, frame bound, [`CloseCode`]s, the
+//!   snapshot-only Hello suffix, lane names.
 //! - [`frame`]: length-prefixed, versioned frames on a byte buffer; no I/O, fuzzable.
+//! - [`down`] and [`up`]: the two sides of one lane's link as sans-IO state machines (frames
+//!   and time in, actions out); `upstream::agent` and `serve::agent` are their async shells.
+//! - [`client`]: the downstream's shared connection ([`client::LinkConn`]) and
+//!   [`client::open_lane`].
 //! - [`compress`]: zstd for log payloads with bounded output.
 //! - [`quic`] and [`tls`]: quinn endpoints; every peer presents a certificate of the deployment CA.
 //! - [`stream`]: frames over a QUIC stream (read and write halves).
@@ -17,11 +23,13 @@ pub mod certs;
 pub mod client;
 pub mod compress;
 pub mod control;
+pub mod down;
 pub mod frame;
 pub mod proto;
 pub mod quic;
 pub mod stream;
 pub mod tls;
+pub mod up;
 
 pub use compress::{compress, decompress, log_frame, log_payload, Compression};
 pub use frame::{decode, encode, encode_head, Frame, PartialSnapshot};

@@ -101,12 +101,52 @@ impl UpstreamView {
         }
     }
 
+    /// The upstream's head as known here (at least our own) and our lag behind it: bytes not
+    /// durable here, and seconds since the oldest of them was written at the origin.
+    pub fn lag(&self, log: &Log, s: &crate::log::LogStatus, now: u64) -> UpstreamLag {
+        let head = self.head.load(Ordering::Relaxed).max(s.head);
+        let lag_us = if s.durable >= head || s.history.is_empty() {
+            0
+        } else {
+            // The oldest byte not durable here: held but not yet fsynced (exact timestamp), or
+            // not yet received (bounded by the upstream head's timestamp).
+            let ts = log
+                .timestamp_at(s.durable + 1)
+                .unwrap_or_else(|| self.head_ts_us.load(Ordering::Relaxed));
+            if ts == 0 {
+                0
+            } else {
+                now.saturating_sub(ts)
+            }
+        };
+        UpstreamLag {
+            head,
+            bytes: head.saturating_sub(s.durable),
+            seconds: lag_us as f64 / 1e6,
+        }
+    }
+
+    /// Forgets the previous upstream's position (after a re-point to another upstream).
+    pub fn forget(&self) {
+        self.head.store(0, Ordering::Relaxed);
+        self.head_ts_us.store(0, Ordering::Relaxed);
+        self.heard_us.store(0, Ordering::Relaxed);
+    }
+
     pub fn heard(&self, head: u64, head_ts_us: u64) {
         self.head.fetch_max(head, Ordering::Relaxed);
         self.head_ts_us.fetch_max(head_ts_us, Ordering::Relaxed);
         self.heard_us
             .store(crate::clock::now_us(), Ordering::Relaxed);
     }
+}
+
+/// The upstream's head and this node's lag behind it, from [`UpstreamView::lag`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpstreamLag {
+    pub head: u64,
+    pub bytes: u64,
+    pub seconds: f64,
 }
 
 fn fgauge(reg: &Registry, name: &str, help: &str) -> Result<Gauge, MetricsError> {
@@ -413,25 +453,11 @@ impl Metrics {
         );
         self.log_corruptions_total.set(s.corruptions_total as i64);
         let up = &self.upstream_view;
-        let up_head = up.head.load(Ordering::Relaxed).max(s.head);
-        self.upstream_head_offset.set(up_head as i64);
-        self.lag_bytes.set(up_head.saturating_sub(s.durable) as i64);
         let now = crate::clock::now_us();
-        let lag_us = if s.durable >= up_head || s.history.is_empty() {
-            0
-        } else {
-            // The oldest byte not durable here: held but not yet fsynced (exact timestamp), or
-            // not yet received (bounded by the upstream head's timestamp).
-            let ts = log
-                .timestamp_at(s.durable + 1)
-                .unwrap_or_else(|| up.head_ts_us.load(Ordering::Relaxed));
-            if ts == 0 {
-                0
-            } else {
-                now.saturating_sub(ts)
-            }
-        };
-        self.lag_seconds.set(lag_us as f64 / 1e6);
+        let lag = up.lag(log, &s, now);
+        self.upstream_head_offset.set(lag.head as i64);
+        self.lag_bytes.set(lag.bytes as i64);
+        self.lag_seconds.set(lag.seconds);
         let heard = up.heard_us.load(Ordering::Relaxed);
         if heard > 0 {
             self.upstream_heartbeat_age_seconds

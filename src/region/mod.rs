@@ -49,6 +49,15 @@ pub enum RegionError {
     Registry(String),
     #[error("background task: {0}")]
     Task(String),
+    #[error("QUIC: {0}")]
+    Link(#[from] crate::link::LinkError),
+    #[error("upstream.agent needs the [tls] section")]
+    NoTls,
+}
+
+/// True for a cluster-mode region agent: `upstream.agent` with `listen.shard_ports`.
+pub fn is_region(cfg: &Config) -> bool {
+    matches!(cfg.source, crate::config::Source::Agent { .. }) && cfg.shard_ports.is_some()
 }
 
 /// What the region's tasks share.
@@ -83,20 +92,21 @@ pub struct RegionShared {
 
 /// Builds the region's context from the config (a QUIC client endpoint whose connection
 /// window covers every lane's stream window, so a lane that is behind cannot take the
-/// connection's whole window from the others) and starts it with [`spawn`].
-pub async fn spawn_region(
+/// connection's whole window from the others), runs it with [`spawn`] and waits for its tasks
+/// (they end at shutdown).
+pub async fn run(
     cfg: &Config,
-    tls: &crate::link::TlsFiles,
     (addr, server_name): (&str, &str),
     metrics: Arc<Metrics>,
     shared: RegionShared,
     shutdown: watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, crate::app::AppError> {
+) -> Result<(), RegionError> {
     let RegionShared {
         serve_lanes,
         replicas,
         status,
     } = shared;
+    let tls = cfg.tls.as_ref().ok_or(RegionError::NoTls)?;
     let ports = cfg.shard_ports.ok_or(RegionError::Registry(
         "listen.shard_ports is required for a cluster-mode region agent".into(),
     ))?;
@@ -119,7 +129,12 @@ pub async fn spawn_region(
         status,
         shutdown,
     };
-    Ok(spawn(ctx).await?)
+    for t in spawn(ctx).await? {
+        if let Err(e) = t.await {
+            tracing::error!("region task: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// Starts the persisted lanes, the control stream follower and the lane keeper; returns

@@ -1,9 +1,10 @@
-//! The QUIC side for downstream agents: accept mutually authenticated connections, answer
-//! Hello with Continue or Full (snapshot chunks), then stream log frames with their offsets
-//! and origin timestamps, heartbeats, replid switches and new epochs; read their ACKs.
+//! The async shell of the QUIC side for downstream agents: accept mutually authenticated
+//! connections (one stream per lane), and run each stream's [`Up`] state machine — it answers
+//! Hello with Continue or Full, cuts log frames at replid switches, says when a heartbeat is
+//! due and checks ACKs; this shell reads the log and the snapshot file and writes the frames.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -13,13 +14,9 @@ use tokio::time::{timeout, Instant};
 use super::peers::{LaneMap, PeerInfo, PeerState, Peers};
 use crate::clock::now_us;
 use crate::config::LinkSettings;
-use crate::link::{
-    self, proto, quic, CloseCode, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME,
-    PROTOCOL_VERSION,
-};
-use crate::log::{
-    join_pieces, FullReason, HistoryEntry, Log, LogError, PsyncDecision, SnapshotMeta,
-};
+use crate::link::up::{Opening, SnapshotOffer, Up, UpError, UpOptions};
+use crate::link::{quic, CloseCode, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME};
+use crate::log::{FullReason, Log, LogError, PsyncDecision, SnapshotMeta};
 use crate::metrics::Metrics;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -192,11 +189,11 @@ async fn stream_session(
         Ok(Some(Frame::Hello { lane, .. })) => lane.clone(),
         _ => None,
     };
-    if lane.as_deref() == Some(link::control::CONTROL_LANE) {
+    if lane.as_deref() == Some(crate::link::control::CONTROL_LANE) {
         // The control stream: the slot map downstream. The peer sends nothing after Hello
         // until it has the first frame, so nothing is lost with the reader's buffer.
         let maps = ctx.lanes.slot_map().subscribe();
-        let r = link::control::serve(
+        let r = crate::link::control::serve(
             reader.into_inner(),
             writer.get_mut(),
             maps,
@@ -297,62 +294,46 @@ async fn session(
     peer_id: u64,
     ctx: &AgentServeCtx,
 ) -> Result<(), AgentServeError> {
-    let (replid, next_offset, snapshot_only, partial) = match hello {
-        Some(Frame::Hello {
-            version,
-            name: their_name,
-            replid,
-            next_offset,
-            partial,
-            ..
-        }) => {
-            if version != PROTOCOL_VERSION {
-                let msg = format!("protocol version {version} is not supported (this agent speaks {PROTOCOL_VERSION})");
-                let _ = writer
-                    .send(&Frame::Error {
-                        code: CloseCode::Protocol.as_u32(),
-                        message: msg.clone(),
-                    })
-                    .await;
-                return Err(AgentServeError::Protocol(msg));
-            }
-            tracing::info!(peer = %name, "agent {their_name} connected, asks for {}:{next_offset}", replid.as_deref().unwrap_or("?"));
-            (
-                replid,
-                next_offset,
-                proto::is_snapshot_only(&their_name),
-                partial,
-            )
-        }
-        Some(other) => {
-            return Err(AgentServeError::Protocol(format!(
-                "expected Hello, got {}",
-                other.name()
-            )))
-        }
-        None => return Ok(()),
-    };
-    if snapshot_only {
-        ctx.peers.update(peer_id, |p| p.state = PeerState::Snapshot);
-        // A snapshot refresh: the newest snapshot, then the peer closes the connection.
-        let (snap, _) = send_snapshot(&mut writer, name, ctx, None, None).await?;
-        tracing::info!(peer = %name, "sent snapshot at offset {} for a snapshot refresh", snap.offset);
-        let _ = timeout(Duration::from_secs(60), conn.closed()).await;
-        return Ok(());
-    }
-    let acks = read_acks(reader, name, peer_id, ctx);
-    let feed = feed(
-        &mut writer,
-        name,
-        peer_id,
-        ctx,
+    let up = Mutex::new(Up::new(UpOptions {
+        heartbeat: ctx.link.heartbeat,
+        compression: ctx.link.compression,
+        zstd_level: ctx.link.zstd_level,
+    }));
+    if let Some(Frame::Hello {
+        name: their_name,
         replid,
         next_offset,
-        partial,
-    );
-    tokio::select! {
-        r = acks => r,
-        r = feed => r,
+        ..
+    }) = &hello
+    {
+        tracing::info!(peer = %name, "agent {their_name} connected, asks for {}:{next_offset}", replid.as_deref().unwrap_or("?"));
+    }
+    let opening = lock(&up).on_hello(hello);
+    match opening {
+        Err(UpError::Close { code, message }) => {
+            let _ = writer
+                .send(&Frame::Error {
+                    code: code.as_u32(),
+                    message: message.clone(),
+                })
+                .await;
+            Err(AgentServeError::Protocol(message))
+        }
+        Ok(Opening::Closed) => Ok(()),
+        Ok(Opening::SnapshotOnly) => {
+            ctx.peers.update(peer_id, |p| p.state = PeerState::Snapshot);
+            // A snapshot refresh: the newest snapshot, then the peer closes the connection.
+            let snap = send_snapshot(&mut writer, name, ctx, &up, None).await?;
+            tracing::info!(peer = %name, "sent snapshot at offset {} for a snapshot refresh", snap.offset);
+            let _ = timeout(Duration::from_secs(60), conn.closed()).await;
+            Ok(())
+        }
+        Ok(Opening::Sync) => {
+            tokio::select! {
+                r = read_acks(reader, name, peer_id, ctx, &up) => r,
+                r = feed(&mut writer, name, peer_id, ctx, &up) => r,
+            }
+        }
     }
 }
 
@@ -363,40 +344,43 @@ fn bad_frames(e: LinkError) -> AgentServeError {
     }
 }
 
+/// The link's machine, shared by its ACK reader and its feeder (locked briefly, never across
+/// an await).
+fn lock(up: &Mutex<Up>) -> MutexGuard<'_, Up> {
+    up.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn up_err(e: UpError) -> AgentServeError {
+    let UpError::Close { message, .. } = e;
+    AgentServeError::Protocol(message)
+}
+
 /// Reads the downstream's ACKs; anything else is a protocol error.
 async fn read_acks<R: tokio::io::AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     name: &str,
     peer_id: u64,
     ctx: &AgentServeCtx,
+    up: &Mutex<Up>,
 ) -> Result<(), AgentServeError> {
-    loop {
-        match reader.next().await.map_err(bad_frames)? {
-            Some(Frame::Ack { durable }) => {
-                ctx.peers.update(peer_id, |p| p.ack = p.ack.max(durable));
-                let m = &ctx.metrics;
-                Metrics::record_follower_ack(
-                    &m.downstream_agent_ack_offset,
-                    &m.downstream_agent_lag_bytes,
-                    &m.downstream_agent_lag_seconds,
-                    name,
-                    &ctx.log,
-                    durable,
-                );
-                // Agents acknowledge only what is fsynced in their log.
-                m.downstream_agent_fsync_offset
-                    .with_label_values(&[name])
-                    .set(i64::try_from(durable).unwrap_or(i64::MAX));
-            }
-            Some(other) => {
-                return Err(AgentServeError::Protocol(format!(
-                    "unexpected {} frame from a downstream agent",
-                    other.name()
-                )))
-            }
-            None => return Ok(()),
-        }
+    while let Some(frame) = reader.next().await.map_err(bad_frames)? {
+        let durable = lock(up).on_frame(frame).map_err(up_err)?;
+        ctx.peers.update(peer_id, |p| p.ack = p.ack.max(durable));
+        let m = &ctx.metrics;
+        Metrics::record_follower_ack(
+            &m.downstream_agent_ack_offset,
+            &m.downstream_agent_lag_bytes,
+            &m.downstream_agent_lag_seconds,
+            name,
+            &ctx.log,
+            durable,
+        );
+        // Agents acknowledge only what is fsynced in their log.
+        m.downstream_agent_fsync_offset
+            .with_label_values(&[name])
+            .set(i64::try_from(durable).unwrap_or(i64::MAX));
     }
+    Ok(())
 }
 
 /// Decides, sends the snapshot if needed, then streams; starts over after a new epoch.
@@ -405,76 +389,48 @@ async fn feed(
     name: &str,
     peer_id: u64,
     ctx: &AgentServeCtx,
-    mut replid: Option<String>,
-    mut pos: u64,
-    mut partial: Option<link::PartialSnapshot>,
+    up: &Mutex<Up>,
 ) -> Result<(), AgentServeError> {
     let mut epoch_rx = ctx.log.subscribe_epoch();
     loop {
         epoch_rx.borrow_and_update();
         let (epoch, history) = ctx.log.history();
-        let decision = match &replid {
+        let decision = match lock(up).psync_args() {
             None => PsyncDecision::Full {
                 reason: FullReason::FirstSync,
             },
-            Some(id) => ctx.log.decide(id, pos),
+            Some((id, pos)) => ctx.log.decide(id, pos),
         };
-        let mut sent_idx = match decision {
-            PsyncDecision::Continue { replid: current } => {
-                w.send(&Frame::Continue {
-                    replid: current,
-                    offset: pos,
-                })
-                .await?;
+        let cont = lock(up).on_decision(&decision, epoch, &history);
+        match (cont, decision) {
+            (Some(frame), _) => {
+                w.send(&frame).await?;
                 ctx.metrics
                     .served_partial_syncs
                     .with_label_values(&["agent"])
                     .inc();
-                tracing::info!(peer = %name, "partial resync from offset {pos}");
-                let asked = replid.as_deref().unwrap_or_default();
-                history
-                    .iter()
-                    .position(|h| h.replid.eq_ignore_ascii_case(asked))
-                    .unwrap_or(history.len().saturating_sub(1))
+                tracing::info!(peer = %name, "partial resync from offset {}", lock(up).position());
             }
-            PsyncDecision::Full { reason } => {
-                let (snap, current) =
-                    send_snapshot(w, name, ctx, Some(reason), partial.take()).await?;
-                pos = snap.offset + 1;
-                replid = Some(current);
-                ctx.log.history().1.len().saturating_sub(1)
+            (None, PsyncDecision::Full { reason }) => {
+                send_snapshot(w, name, ctx, up, Some(reason)).await?;
             }
-        };
+            (None, PsyncDecision::Continue { .. }) => {}
+        }
+        let pos = lock(up).position();
         ctx.peers.update(peer_id, |p| {
             p.state = PeerState::Streaming;
             p.sent = pos;
         });
-        match stream(
-            w,
-            name,
-            peer_id,
-            ctx,
-            &mut pos,
-            &mut sent_idx,
-            &mut epoch_rx,
-        )
-        .await
-        {
+        match stream(w, name, peer_id, ctx, up, &mut epoch_rx).await {
             Err(AgentServeError::Log(LogError::Gone { .. })) => {
                 let (now_epoch, now_history) = ctx.log.history();
-                if now_epoch != epoch {
-                    w.send(&Frame::NewEpoch {
-                        reason: "upstream started a new epoch (full resync from the origin)".into(),
-                    })
-                    .await?;
-                } else {
-                    tracing::warn!(peer = %name, "offset {pos} left the log (retention); the agent needs a full sync");
+                let new_epoch = lock(up).on_gone(now_epoch, &now_history, &history);
+                match new_epoch {
+                    Some(frame) => w.send(&frame).await?,
+                    None => {
+                        tracing::warn!(peer = %name, "offset {} left the log (retention); the agent needs a full sync", lock(up).position())
+                    }
                 }
-                replid = now_history
-                    .get(sent_idx)
-                    .or(history.get(sent_idx))
-                    .map(|h| h.replid.clone())
-                    .or(replid);
             }
             Err(AgentServeError::Log(LogError::Corrupt { offset, path })) => {
                 tracing::error!(peer = %name, "corrupt log record at offset {offset} in {}: not sent; the agent will get a full sync", path.display());
@@ -484,16 +440,15 @@ async fn feed(
     }
 }
 
-/// Waits for a usable snapshot (heartbeating meanwhile) and sends it — from where `partial`
-/// stopped if the downstream holds the start of this very transfer; returns it and the replid
-/// announced.
+/// Waits for a usable snapshot (heartbeating meanwhile) and sends it — from where the
+/// downstream's partial transfer stopped if it holds the start of this very one.
 async fn send_snapshot(
     w: &mut FrameWriter,
     name: &str,
     ctx: &AgentServeCtx,
+    up: &Mutex<Up>,
     reason: Option<FullReason>,
-    partial: Option<link::PartialSnapshot>,
-) -> Result<(SnapshotMeta, String), AgentServeError> {
+) -> Result<SnapshotMeta, AgentServeError> {
     let label = reason.map(|r| r.as_str()).unwrap_or("snapshot_refresh");
     let mut shutdown = ctx.shutdown.clone();
     let snap = loop {
@@ -506,11 +461,17 @@ async fn send_snapshot(
             _ = shutdown.changed() => return Err(AgentServeError::Shutdown),
         }
     };
-    let current = ctx
-        .log
-        .current()
-        .map(|c| c.0)
-        .unwrap_or_else(|| snap.replid.clone());
+    let (epoch, history) = ctx.log.history();
+    let offer = SnapshotOffer {
+        replid: ctx
+            .log
+            .current()
+            .map(|c| c.0)
+            .unwrap_or_else(|| snap.replid.clone()),
+        offset: snap.offset,
+        size: snap.size,
+        rdb_version: snap.rdb_version,
+    };
     tracing::info!(peer = %name, "full sync ({}): sending snapshot at offset {} ({} bytes)", label, snap.offset, snap.size);
     if reason.is_some() {
         ctx.metrics
@@ -518,29 +479,15 @@ async fn send_snapshot(
             .with_label_values(&["agent", label])
             .inc();
     }
-    w.send(&Frame::Full {
-        replid: current.clone(),
-        offset: snap.offset,
-        rdb_version: snap.rdb_version,
-        size: snap.size,
-        reason: label.to_string(),
-    })
-    .await?;
+    let (frames, from) = lock(up).full_frames(&offer, label);
+    w.send_all(&frames).await?;
     let snap_err = |source| AgentServeError::Snapshot {
         path: snap.path.clone(),
         source,
     };
     let mut file = tokio::fs::File::open(&snap.path).await.map_err(snap_err)?;
-    let from = partial
-        .filter(|p| {
-            p.replid.eq_ignore_ascii_case(&current)
-                && p.offset == snap.offset
-                && p.size == snap.size
-        })
-        .map_or(0, |p| p.have);
     if from > 0 {
         tracing::info!(peer = %name, "resuming the snapshot transfer at byte {from} of {}", snap.size);
-        w.send(&Frame::SnapshotFrom { from }).await?;
         use tokio::io::AsyncSeekExt;
         file.seek(std::io::SeekFrom::Start(from))
             .await
@@ -571,7 +518,8 @@ async fn send_snapshot(
         w.send(&Frame::SnapshotChunk { data: buf.freeze() }).await?;
     }
     w.send(&Frame::SnapshotEnd).await?;
-    Ok((snap, current))
+    lock(up).snapshot_sent(&offer, epoch, &history);
+    Ok(snap)
 }
 
 fn heartbeat(log: &Log) -> Frame {
@@ -583,101 +531,55 @@ fn heartbeat(log: &Log) -> Frame {
     }
 }
 
-/// Streams log frames from `*pos`, inserting replid switches exactly where they start.
+/// Streams log frames from the machine's position (it inserts replid switches exactly where
+/// they start), with heartbeats when the machine says they are due.
 async fn stream(
     w: &mut FrameWriter,
     name: &str,
     peer_id: u64,
     ctx: &AgentServeCtx,
-    pos: &mut u64,
-    sent_idx: &mut usize,
+    up: &Mutex<Up>,
     epoch_rx: &mut watch::Receiver<u64>,
 ) -> Result<(), AgentServeError> {
-    let mut reader = ctx.log.reader(*pos)?;
-    let mut history: Vec<HistoryEntry>;
-    let mut beat = tokio::time::interval(ctx.link.heartbeat);
+    let mut reader = ctx.log.reader(lock(up).position())?;
     let mut shutdown = ctx.shutdown.clone();
     let mut pacer = Pacer::new(ctx.link.max_bandwidth);
+    let start = Instant::now();
+    let start_us = now_us();
     loop {
+        let due = lock(up).next_heartbeat_us().saturating_sub(start_us);
+        let beat_at = start + Duration::from_micros(due);
         tokio::select! {
             pieces = reader.next_pieces(LOG_CHUNK) => {
-                let mut pieces = pieces?;
-                // zstd wants one buffer (and compresses better across records); uncompressed,
-                // large records go out as their own buffers and runs of small ones are joined
-                // (a frame per small record costs more than the copy).
-                if ctx.link.compression != link::Compression::None && pieces.len() > 1 {
-                    pieces = vec![join_pieces(pieces)];
-                } else if pieces.len() > 1 {
-                    pieces = coalesce_small(pieces);
-                }
+                let pieces = pieces?;
                 // A switch may have landed after the last refresh; the history is a few entries.
-                history = ctx.log.history().1;
-                let mut frames = Vec::with_capacity(pieces.len() + 1);
-                let mut offset = *pos;
-                for piece in pieces {
-                    let mut data = piece.data;
-                    offset = piece.offset;
-                    while !data.is_empty() {
-                        // Switches that start at or before this byte go first.
-                        while let Some(h) = history.get(*sent_idx + 1).filter(|h| h.start <= offset) {
-                            frames.push(Frame::ReplidSwitch { replid: h.replid.clone(), start: h.start });
-                            *sent_idx += 1;
-                        }
-                        let cut = history
-                            .get(*sent_idx + 1)
-                            .map(|h| ((h.start - offset) as usize).min(data.len()))
-                            .unwrap_or(data.len());
-                        let part = data.split_to(cut);
-                        let n = part.len() as u64;
-                        frames.push(link::log_frame(offset, piece.timestamp_us, part, ctx.link.compression, ctx.link.zstd_level)
-                            .map_err(|e| AgentServeError::Protocol(format!("compressing a log frame: {e}")))?);
-                        offset += n;
-                    }
-                }
+                let history = ctx.log.history().1;
+                let from = lock(up).position();
+                let frames = lock(up).log_frames(pieces, &history).map_err(up_err)?;
                 if crate::failpoint::hit("agent_send") {
                     return Err(LinkError::Injected("agent_send").into());
                 }
                 w.send_all(&frames).await?;
-                let n = offset - *pos;
+                let offset = lock(up).position();
+                let n = offset - from;
                 ctx.metrics.link_stream_bytes.with_label_values(&[name, "sent"]).inc_by(n);
                 pacer.spent(n).await;
-                *pos = offset;
                 ctx.peers.update(peer_id, |p| p.sent = offset);
             }
             _ = epoch_rx.changed() => {
                 // A new epoch ends this reader with Gone; a switch is picked up with the next chunk.
                 epoch_rx.borrow_and_update();
             }
-            _ = beat.tick() => {
-                w.send(&heartbeat(&ctx.log)).await?;
+            _ = tokio::time::sleep_until(beat_at) => {
+                let s = ctx.log.status();
+                let beat = lock(up).poll_heartbeat(now_us(), s.head, s.head_timestamp_us);
+                if let Some(frame) = beat {
+                    w.send(&frame).await?;
+                }
             }
             _ = shutdown.changed() => return Err(AgentServeError::Shutdown),
         }
     }
-}
-
-/// Records below this size are joined with their small neighbours into one frame.
-const SMALL_PIECE: usize = 32 << 10;
-
-/// Joins each run of consecutive pieces smaller than [`SMALL_PIECE`]; larger pieces stay as
-/// they are (uncopied).
-fn coalesce_small(pieces: Vec<crate::log::Chunk>) -> Vec<crate::log::Chunk> {
-    let mut out = Vec::with_capacity(pieces.len());
-    let mut run: Vec<crate::log::Chunk> = Vec::new();
-    for p in pieces {
-        if p.data.len() < SMALL_PIECE {
-            run.push(p);
-            continue;
-        }
-        if !run.is_empty() {
-            out.push(join_pieces(std::mem::take(&mut run)));
-        }
-        out.push(p);
-    }
-    if !run.is_empty() {
-        out.push(join_pieces(run));
-    }
-    out
 }
 
 /// Paces sending to `max_bandwidth` bytes per second (0 = unlimited).
@@ -710,43 +612,6 @@ impl Pacer {
             self.start = Instant::now();
             self.sent = 0;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::Chunk;
-    use bytes::Bytes;
-
-    fn piece(offset: u64, len: usize, ts: u64) -> Chunk {
-        Chunk {
-            offset,
-            timestamp_us: ts,
-            data: Bytes::from(vec![offset as u8; len]),
-        }
-    }
-
-    #[test]
-    fn small_runs_are_joined_and_large_pieces_kept() {
-        let big = SMALL_PIECE;
-        let pieces = vec![
-            piece(0, 10, 1),
-            piece(10, 20, 2),
-            piece(30, big, 3),
-            piece(30 + big as u64, 5, 4),
-        ];
-        let out = coalesce_small(pieces);
-        let shape: Vec<(u64, u64, usize)> = out
-            .iter()
-            .map(|c| (c.offset, c.timestamp_us, c.data.len()))
-            .collect();
-        assert_eq!(
-            shape,
-            vec![(0, 1, 30), (30, 3, big), (30 + big as u64, 4, 5)]
-        );
-        assert_eq!(&out[0].data[..10], &[0u8; 10]);
-        assert_eq!(&out[0].data[10..], &[10u8; 20]);
     }
 }
 

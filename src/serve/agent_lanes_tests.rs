@@ -12,7 +12,7 @@ use super::*;
 use crate::config::LinkSettings;
 use crate::link::certs::make_test_pki;
 use crate::link::client::{open_lane, LinkConn};
-use crate::link::{Compression, TlsFiles};
+use crate::link::{Compression, TlsFiles, PROTOCOL_VERSION};
 use crate::log::{FsyncPolicy, LogConfig};
 use crate::metrics::Health;
 use crate::serve::peers::Lane;

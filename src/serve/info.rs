@@ -125,7 +125,9 @@ fn replication(ctx: &ServeCtx, out: &mut String) {
     if !up {
         let _ = write!(out, "master_link_down_since_seconds:{since_heard}\r\n");
     }
-    out.push_str("slave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n");
+    // Priority 0: Sentinel never picks the agent for promotion (it cannot become a master),
+    // though it often holds the highest offset of the origin's replicas.
+    out.push_str("slave_priority:0\r\nslave_read_only:1\r\nreplica_announced:1\r\n");
     let replicas = ctx.replicas.snapshot();
     let _ = write!(out, "connected_slaves:{}\r\n", replicas.len());
     for (i, r) in replicas.iter().enumerate() {

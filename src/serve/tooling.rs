@@ -157,7 +157,7 @@ fn config_pairs(ctx: &ServeCtx, st: &ConnState) -> Vec<(&'static str, String)> {
         ("replica-read-only", "yes".into()),
         ("slave-read-only", "yes".into()),
         ("replica-serve-stale-data", "yes".into()),
-        ("replica-priority", "100".into()),
+        ("replica-priority", "0".into()),
         ("replica-announced", "yes".into()),
         ("min-replicas-to-write", "0".into()),
         ("min-replicas-max-lag", "10".into()),

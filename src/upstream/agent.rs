@@ -1,6 +1,7 @@
-//! The downstream side of an agent-to-agent link: connect to the upstream agent over QUIC with
-//! mutual TLS, say which (replid, offset) this log holds, then write what arrives (snapshot,
-//! log frames, replid switches) into the local log and acknowledge the durable offset.
+//! The async shell of the downstream side of an agent-to-agent link: connect to the upstream
+//! agent over QUIC with mutual TLS, feed what arrives to the [`Down`] state machine (which
+//! checks every offset and says what to do), and do its actions: write the snapshot and the
+//! log, switch replid, acknowledge the durable offset.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,13 +13,12 @@ use tokio::sync::watch;
 use super::UpstreamError;
 use crate::config::LinkSettings;
 use crate::link::client::{self, ConnectError, LinkConn};
-use crate::link::{
-    self, CloseCode, Frame, FrameReader, FrameWriter, LinkError, MAX_FRAME, PROTOCOL_VERSION,
-    SNAPSHOT_ONLY,
-};
-use crate::log::{Log, SnapshotMeta, SnapshotWriter};
+use crate::link::down::{Down, DownAction, DownError, Mode, Transfer};
+use crate::link::{CloseCode, FrameWriter, LinkError};
+use crate::log::{SnapshotMeta, SnapshotWriter};
 use crate::metrics::{Health, Metrics};
 use crate::rdb::RdbVerifier;
+use crate::{clock::now_us, log::Log};
 
 /// Everything the agent upstream link needs.
 #[derive(Clone)]
@@ -58,7 +58,7 @@ pub async fn run_lane(
     let mut failures: u32 = 0;
     let mut first = true;
     // A snapshot transfer cut short, offered to the upstream for resumption on reconnect.
-    let mut partial: Option<Incoming> = None;
+    let mut partial = Held::default();
     loop {
         if !first {
             ctx.metrics.upstream_reconnects.inc();
@@ -96,13 +96,10 @@ pub async fn run_lane(
     }
 }
 
-/// An Error frame is the upstream's refusal; any other frame out of place is a protocol error.
-fn unexpected_frame(frame: Frame, during: &str) -> UpstreamError {
-    match frame {
-        Frame::Error { code, message } => {
-            UpstreamError::Refused(format!("upstream agent error {code}: {message}"))
-        }
-        other => UpstreamError::Protocol(format!("unexpected {} frame {during}", other.name())),
+fn down_err(e: DownError) -> UpstreamError {
+    match e {
+        DownError::Protocol(m) => UpstreamError::Protocol(m),
+        DownError::Refused(m) => UpstreamError::Refused(m),
     }
 }
 
@@ -130,7 +127,7 @@ async fn session(
     link: &LinkConn,
     lane: Option<&str>,
     streamed: &mut bool,
-    partial: &mut Option<Incoming>,
+    partial: &mut Held,
 ) -> Result<(), UpstreamError> {
     let conn = link.get().await.map_err(connect_err)?;
     let result = if lane.is_some() {
@@ -147,14 +144,6 @@ async fn session(
     result
 }
 
-/// Opens the link's stream on `conn` and sends `hello` on it.
-async fn open_link(
-    conn: &quinn::Connection,
-    hello: Frame,
-) -> Result<(FrameWriter, FrameReader<quinn::RecvStream>), UpstreamError> {
-    client::open_lane(conn, &hello).await.map_err(connect_err)
-}
-
 /// Snapshot refresh from the upstream agent: a second connection that asks only for its
 /// newest snapshot, stored if it is newer than ours. Returns the snapshot's offset.
 pub async fn fetch_snapshot(ctx: &AgentUpstreamCtx) -> Result<u64, UpstreamError> {
@@ -169,148 +158,37 @@ pub async fn fetch_lane_snapshot(
     lane: Option<&str>,
 ) -> Result<u64, UpstreamError> {
     let conn = link.connect().await.map_err(connect_err)?;
-    let (_writer, mut reader) = open_link(
-        &conn,
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            name: format!("{}{SNAPSHOT_ONLY}", ctx.name),
-            replid: None,
-            next_offset: 0,
-            partial: None,
-            lane: lane.map(str::to_string),
-        },
-    )
-    .await?;
     let ours = ctx.log.status().newest_snapshot.map(|s| s.offset);
-    let mut incoming: Option<Incoming> = None;
+    let mut down = Down::new(Mode::SnapshotOnly { ours }, None, None);
+    let (mut writer, mut reader) = client::open_lane(&conn, &down.hello(&ctx.name, lane))
+        .await
+        .map_err(connect_err)?;
+    let mut held = Held::default();
+    let mut actions = Vec::new();
     let result = loop {
         let Some(frame) = reader.next().await.map_err(link_err)? else {
             break Err(UpstreamError::Closed(ctx.addr.clone()));
         };
-        match frame {
-            Frame::Heartbeat { .. } => {}
-            Frame::Full {
-                replid,
-                offset,
-                size,
-                reason,
-                ..
-            } => {
-                if ours.is_some_and(|o| o >= offset) {
-                    break Err(UpstreamError::Refused(format!(
-                        "the upstream agent's newest snapshot (offset {offset}) is not newer than ours"
-                    )));
-                }
-                incoming = Some(Incoming::new(ctx, replid, offset, size, reason)?);
-            }
-            Frame::SnapshotChunk { data } => Incoming::chunk(&mut incoming, ctx, &data)?,
-            Frame::SnapshotEnd => {
-                let meta = Incoming::finish(incoming.take())?;
-                let offset = meta.offset;
-                ctx.log.add_snapshot(meta)?;
-                break Ok(offset);
-            }
-            other => break Err(unexpected_frame(other, "while fetching a snapshot")),
+        actions.clear();
+        if let Err(e) = down.on_frame(frame, now_us(), 0, &mut actions) {
+            break Err(down_err(e));
+        }
+        match apply(ctx, &mut writer, &mut held, actions.drain(..), &down).await {
+            Ok(Some(offset)) => break Ok(offset),
+            Ok(None) => {}
+            Err(e) => break Err(e),
         }
     };
     conn.close(CloseCode::Done.varint(), b"snapshot received");
     result
 }
 
-/// A snapshot being received (kept across reconnects so the transfer can resume).
-struct Incoming {
-    writer: SnapshotWriter,
-    verifier: RdbVerifier,
-    replid: String,
-    offset: u64,
-    size: u64,
-    reason: String,
-}
-
-impl Incoming {
-    fn new(
-        ctx: &AgentUpstreamCtx,
-        replid: String,
-        offset: u64,
-        size: u64,
-        reason: String,
-    ) -> Result<Incoming, UpstreamError> {
-        Ok(Incoming {
-            writer: ctx.log.begin_snapshot()?,
-            verifier: RdbVerifier::new(),
-            replid,
-            offset,
-            size,
-            reason,
-        })
-    }
-
-    /// What to offer the upstream in Hello.
-    fn offer(&self) -> link::PartialSnapshot {
-        link::PartialSnapshot {
-            replid: self.replid.clone(),
-            offset: self.offset,
-            size: self.size,
-            have: self.writer.written(),
-        }
-    }
-
-    /// Is this the transfer `Full` announces (so it may be resumed)?
-    fn is(&self, replid: &str, offset: u64, size: u64) -> bool {
-        self.replid.eq_ignore_ascii_case(replid) && self.offset == offset && self.size == size
-    }
-
-    fn chunk(
-        this: &mut Option<Incoming>,
-        ctx: &AgentUpstreamCtx,
-        data: &[u8],
-    ) -> Result<(), UpstreamError> {
-        let inc = this
-            .as_mut()
-            .ok_or_else(|| UpstreamError::Protocol("SnapshotChunk without Full".into()))?;
-        if inc.writer.written() + data.len() as u64 > inc.size {
-            *this = None;
-            return Err(UpstreamError::Protocol(
-                "snapshot larger than announced".into(),
-            ));
-        }
-        inc.verifier.feed(data);
-        if let Err(e) = inc.writer.write(data) {
-            // A part-written chunk cannot be resumed from.
-            *this = None;
-            return Err(e.into());
-        }
-        ctx.metrics
-            .link_stream_bytes
-            .with_label_values(&["upstream", "received"])
-            .inc_by(data.len() as u64);
-        Ok(())
-    }
-
-    /// Checks size and CRC, fsyncs and names the snapshot.
-    fn finish(this: Option<Incoming>) -> Result<SnapshotMeta, UpstreamError> {
-        let inc = this.ok_or_else(|| UpstreamError::Protocol("SnapshotEnd without Full".into()))?;
-        if inc.writer.written() != inc.size {
-            return Err(UpstreamError::Protocol(format!(
-                "snapshot ended at {} of {} bytes",
-                inc.writer.written(),
-                inc.size
-            )));
-        }
-        let (version, crc_ok) = inc
-            .verifier
-            .verdict()
-            .map_err(|e| UpstreamError::Protocol(format!("snapshot from upstream agent: {e}")))?;
-        if crc_ok == Some(false) {
-            return Err(UpstreamError::Protocol(
-                "snapshot from upstream agent fails its CRC-64 check".into(),
-            ));
-        }
-        let (writer, replid, offset) = (inc.writer, inc.replid, inc.offset);
-        Ok(tokio::task::block_in_place(|| {
-            writer.finish(&replid, offset, version, crc_ok)
-        })?)
-    }
+/// The shell's side of a snapshot transfer: the file and the running RDB check. Kept across
+/// reconnects with the machine's [`Transfer`] so a cut transfer can resume.
+#[derive(Default)]
+pub struct Held {
+    transfer: Option<Transfer>,
+    file: Option<(SnapshotWriter, RdbVerifier)>,
 }
 
 async fn stream(
@@ -318,146 +196,179 @@ async fn stream(
     conn: &quinn::Connection,
     lane: Option<&str>,
     streamed: &mut bool,
-    incoming: &mut Option<Incoming>,
+    held: &mut Held,
 ) -> Result<(), UpstreamError> {
-    let position = ctx.log.current();
-    let (mut writer, mut reader) = open_link(
-        conn,
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            name: ctx.name.clone(),
-            replid: position.as_ref().map(|p| p.0.clone()),
-            next_offset: position.as_ref().map(|p| p.1 + 1).unwrap_or(0),
-            partial: incoming.as_ref().map(Incoming::offer),
-            lane: lane.map(str::to_string),
-        },
-    )
-    .await?;
+    let mut down = Down::new(Mode::Stream, ctx.log.current(), held.transfer.take());
+    let result = drive(ctx, conn, lane, streamed, held, &mut down).await;
+    held.transfer = down.into_transfer();
+    if held.transfer.is_none() {
+        held.file = None;
+    }
+    result
+}
+
+async fn drive(
+    ctx: &AgentUpstreamCtx,
+    conn: &quinn::Connection,
+    lane: Option<&str>,
+    streamed: &mut bool,
+    held: &mut Held,
+    down: &mut Down,
+) -> Result<(), UpstreamError> {
+    let (mut writer, mut reader) = client::open_lane(conn, &down.hello(&ctx.name, lane))
+        .await
+        .map_err(connect_err)?;
     let mut durable_rx = ctx.log.subscribe_durable();
-    // Set by a Full that names the transfer we hold: a SnapshotFrom (resume) or the first
-    // chunk (start over) comes next.
-    let mut may_resume = false;
+    let mut actions = Vec::new();
     loop {
-        let frame = tokio::select! {
-            f = reader.next() => f.map_err(link_err)?,
+        actions.clear();
+        tokio::select! {
+            f = reader.next() => {
+                let Some(frame) = f.map_err(link_err)? else { return Ok(()) };
+                let durable = *durable_rx.borrow();
+                down.on_frame(frame, now_us(), durable, &mut actions).map_err(down_err)?;
+            }
             _ = durable_rx.changed() => {
                 let durable = *durable_rx.borrow_and_update();
-                writer.send(&Frame::Ack { durable }).await.map_err(link_err)?;
-                continue;
+                actions.push(down.on_durable(durable));
             }
         };
-        let Some(frame) = frame else { return Ok(()) };
         ctx.metrics.upstream_view.heard(0, 0);
-        match frame {
-            Frame::Continue { replid, offset } => {
-                let expect = ctx.log.current().map(|c| c.1 + 1).unwrap_or(0);
-                if offset != expect {
-                    return Err(UpstreamError::Protocol(format!(
-                        "Continue at {offset}, but this log needs {expect}"
-                    )));
-                }
-                tracing::info!(upstream = %ctx.addr, "partial resync from offset {offset} (upstream replid {replid})");
-                // A snapshot transfer cut short earlier is not needed any more.
-                *incoming = None;
-                ctx.metrics.upstream_partial_syncs.inc();
-                ctx.metrics.upstream_view.synced(false);
+        for a in &actions {
+            if matches!(a, DownAction::Online { .. }) {
                 online(ctx, streamed);
-                let durable = *durable_rx.borrow();
-                writer
-                    .send(&Frame::Ack { durable })
-                    .await
-                    .map_err(link_err)?;
             }
-            Frame::NewEpoch { reason } => {
-                tracing::warn!(upstream = %ctx.addr, "upstream agent started a new epoch ({reason}); a full sync follows and every downstream replica will need one too");
-            }
-            Frame::Full {
-                replid,
-                offset,
-                rdb_version,
-                size,
-                reason,
-            } => {
-                tracing::info!(upstream = %ctx.addr, "full sync ({reason}): receiving snapshot {replid}:{offset}, {size} bytes, rdb v{rdb_version}");
-                if ctx.log.current().is_some() {
-                    tracing::warn!(upstream = %ctx.addr, "upstream agent could not resume this log ({reason}): starting a new epoch");
+        }
+        apply(ctx, &mut writer, held, actions.drain(..), down).await?;
+    }
+}
+
+/// Does what the machine asked, in order. Returns the offset of a refreshed snapshot once
+/// it is stored.
+async fn apply(
+    ctx: &AgentUpstreamCtx,
+    writer: &mut FrameWriter,
+    held: &mut Held,
+    actions: impl Iterator<Item = DownAction>,
+    down: &Down,
+) -> Result<Option<u64>, UpstreamError> {
+    let m = &ctx.metrics;
+    for action in actions {
+        match action {
+            DownAction::Send(frame) => writer.send(&frame).await.map_err(link_err)?,
+            DownAction::BeginSnapshot(t) => {
+                tracing::info!(upstream = %ctx.addr, "full sync ({}): receiving snapshot {}:{}, {} bytes", t.reason, t.replid, t.offset, t.size);
+                if ctx.log.current().is_some() && t.reason != "snapshot_refresh" {
+                    tracing::warn!(upstream = %ctx.addr, "upstream agent could not resume this log ({}): starting a new epoch", t.reason);
                 }
-                may_resume = incoming
-                    .as_ref()
-                    .is_some_and(|i| i.is(&replid, offset, size));
-                if !may_resume {
-                    *incoming = Some(Incoming::new(ctx, replid, offset, size, reason)?);
-                }
+                held.file = None;
+                held.file = Some((ctx.log.begin_snapshot()?, RdbVerifier::new()));
             }
-            Frame::SnapshotFrom { from } => {
-                let have = incoming.as_ref().map(|i| i.writer.written());
-                if !may_resume || have != Some(from) {
-                    *incoming = None;
+            DownAction::ResumeSnapshot { from } => {
+                if held.file.as_ref().map(|f| f.0.written()) != Some(from) {
+                    held.file = None;
                     return Err(UpstreamError::Protocol(format!(
-                        "snapshot resumed at byte {from}, but this agent holds {have:?} of it"
+                        "snapshot resumed at byte {from}, but this agent's file is gone"
                     )));
                 }
-                may_resume = false;
                 tracing::info!(upstream = %ctx.addr, "resuming the snapshot transfer at byte {from}");
-                ctx.metrics.upstream_snapshot_resumes.inc();
+                m.upstream_snapshot_resumes.inc();
             }
-            Frame::SnapshotChunk { data } => {
-                if std::mem::take(&mut may_resume) {
-                    // The upstream sends the whole snapshot again: start over.
-                    if let Some(i) = incoming.take() {
-                        *incoming = Some(Incoming::new(ctx, i.replid, i.offset, i.size, i.reason)?);
-                    }
+            DownAction::SnapshotData(data) => {
+                let Some((file, verifier)) = held.file.as_mut() else {
+                    return Err(UpstreamError::Protocol(
+                        "snapshot data without a file".into(),
+                    ));
+                };
+                verifier.feed(&data);
+                if let Err(e) = file.write(&data) {
+                    // A part-written chunk cannot be resumed from.
+                    held.file = None;
+                    return Err(e.into());
                 }
-                Incoming::chunk(incoming, ctx, &data)?
+                m.link_stream_bytes
+                    .with_label_values(&["upstream", "received"])
+                    .inc_by(data.len() as u64);
             }
-            Frame::SnapshotEnd => {
-                let reason_first = incoming.as_ref().is_some_and(|i| i.reason == "first_sync");
-                let meta = Incoming::finish(incoming.take())?;
+            DownAction::FinishSnapshot {
+                transfer,
+                refresh,
+                first_sync,
+            } => {
+                let meta = finish(held.file.take(), &transfer)?;
+                if refresh {
+                    let offset = meta.offset;
+                    ctx.log.add_snapshot(meta)?;
+                    return Ok(Some(offset));
+                }
                 ctx.log.start_epoch(meta)?;
-                let reason = if reason_first {
+                let reason = if first_sync {
                     "first_sync"
                 } else {
                     "new_epoch"
                 };
-                ctx.metrics
-                    .upstream_full_syncs
-                    .with_label_values(&[reason])
-                    .inc();
-                ctx.metrics.upstream_view.synced(true);
-                online(ctx, streamed);
+                m.upstream_full_syncs.with_label_values(&[reason]).inc();
+                m.upstream_view.synced(true);
             }
-            Frame::Log {
-                offset,
-                timestamp_us,
-                compressed,
-                raw_len,
-                data,
-            } => {
-                let payload = link::log_payload(compressed, raw_len, &data, MAX_FRAME)
-                    .map_err(|e| UpstreamError::Protocol(format!("log frame at {offset}: {e}")))?;
-                append(ctx, offset, timestamp_us, payload)?;
+            DownAction::DropSnapshot => held.file = None,
+            DownAction::Append { data, timestamp_us } => {
+                let n = data.len() as u64;
+                ctx.log.append(data, timestamp_us)?;
+                m.upstream_stream_bytes.inc_by(n);
+                m.link_stream_bytes
+                    .with_label_values(&["upstream", "received"])
+                    .inc_by(n);
             }
-            Frame::Heartbeat {
-                head,
-                head_timestamp_us,
-                ..
-            } => {
-                ctx.metrics.upstream_view.heard(head, head_timestamp_us);
-            }
-            Frame::ReplidSwitch { replid, start } => {
-                let next = ctx.log.current().map(|c| c.1 + 1).unwrap_or(0);
-                if start != next {
-                    return Err(UpstreamError::Protocol(format!(
-                        "replid switch at {start}, but this log is at {next}"
-                    )));
-                }
+            DownAction::SwitchReplid { replid, start } => {
                 tracing::info!(upstream = %ctx.addr, "replid switch to {replid} at offset {start}");
                 ctx.log.switch_replid(&replid)?;
-                ctx.metrics.upstream_replid_switches.inc();
+                m.upstream_replid_switches.inc();
             }
-            other => return Err(unexpected_frame(other, "from upstream agent")),
+            DownAction::Online { full } => {
+                if !full {
+                    let offset = down.next_offset().unwrap_or(0);
+                    tracing::info!(upstream = %ctx.addr, "partial resync from offset {offset}");
+                    m.upstream_partial_syncs.inc();
+                    m.upstream_view.synced(false);
+                }
+            }
+            DownAction::Heard {
+                head,
+                head_timestamp_us,
+            } => m.upstream_view.heard(head, head_timestamp_us),
+            DownAction::NewEpoch { reason } => {
+                tracing::warn!(upstream = %ctx.addr, "upstream agent started a new epoch ({reason}); a full sync follows and every downstream replica will need one too");
+            }
         }
     }
+    Ok(None)
+}
+
+/// Checks the RDB's CRC, fsyncs and names the snapshot (size was checked by the machine).
+fn finish(
+    file: Option<(SnapshotWriter, RdbVerifier)>,
+    t: &Transfer,
+) -> Result<SnapshotMeta, UpstreamError> {
+    let (writer, verifier) =
+        file.ok_or_else(|| UpstreamError::Protocol("SnapshotEnd without a file".into()))?;
+    if writer.written() != t.size {
+        return Err(UpstreamError::Protocol(format!(
+            "snapshot file holds {} of {} bytes",
+            writer.written(),
+            t.size
+        )));
+    }
+    let (version, crc_ok) = verifier
+        .verdict()
+        .map_err(|e| UpstreamError::Protocol(format!("snapshot from upstream agent: {e}")))?;
+    if crc_ok == Some(false) {
+        return Err(UpstreamError::Protocol(
+            "snapshot from upstream agent fails its CRC-64 check".into(),
+        ));
+    }
+    Ok(tokio::task::block_in_place(|| {
+        writer.finish(&t.replid, t.offset, version, crc_ok)
+    })?)
 }
 
 fn online(ctx: &AgentUpstreamCtx, streamed: &mut bool) {
@@ -465,40 +376,4 @@ fn online(ctx: &AgentUpstreamCtx, streamed: &mut bool) {
     ctx.metrics.upstream_connected.set(1);
     ctx.health.upstream_up.store(true, Ordering::Relaxed);
     ctx.health.log_writable.store(true, Ordering::Relaxed);
-}
-
-/// Appends stream bytes that start at `offset`, skipping any part this log already holds.
-fn append(
-    ctx: &AgentUpstreamCtx,
-    offset: u64,
-    ts: u64,
-    mut payload: bytes::Bytes,
-) -> Result<(), UpstreamError> {
-    let next = ctx
-        .log
-        .current()
-        .map(|c| c.1 + 1)
-        .ok_or(UpstreamError::Protocol(
-            "log frame before any snapshot".into(),
-        ))?;
-    let end = offset + payload.len() as u64;
-    if offset > next {
-        return Err(UpstreamError::Protocol(format!(
-            "log frame at {offset} leaves a gap after {next}"
-        )));
-    }
-    if end <= next {
-        return Ok(());
-    }
-    let skip = (next - offset) as usize;
-    let data = payload.split_off(skip);
-    let n = data.len() as u64;
-    ctx.log.append(data, ts)?;
-    ctx.metrics.upstream_stream_bytes.inc_by(n);
-    ctx.metrics
-        .link_stream_bytes
-        .with_label_values(&["upstream", "received"])
-        .inc_by(n);
-    ctx.metrics.upstream_view.heard(end - 1, ts);
-    Ok(())
 }
