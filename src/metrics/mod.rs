@@ -2,18 +2,21 @@
 //! log at scrape time. Metric and label names are a public interface (see README).
 
 pub mod admin;
+mod health;
+mod reg;
 pub mod status;
 pub mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+pub use health::{Health, LastSync, UpstreamLag, UpstreamView};
+use reg::{counter, counter_vec, fgauge, fgauge_vec, gauge, gauge_vec};
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGaugeVec, Registry, TextEncoder,
 };
 
 use crate::log::Log;
@@ -74,130 +77,6 @@ pub struct Metrics {
     pub link_stream_bytes: IntCounterVec,
     /// What this node knows of its upstream (for lag).
     pub upstream_view: UpstreamView,
-}
-
-/// The upstream's position as last heard: its head offset and that byte's origin timestamp,
-/// and when we last heard from it (µs since the epoch). 0 = never.
-#[derive(Default)]
-pub struct UpstreamView {
-    pub head: AtomicU64,
-    pub head_ts_us: AtomicU64,
-    pub heard_us: AtomicU64,
-    /// 0 = none yet, 1 = partial, 2 = full.
-    pub last_sync: std::sync::atomic::AtomicU8,
-}
-
-impl UpstreamView {
-    pub fn synced(&self, full: bool) {
-        self.last_sync
-            .store(if full { 2 } else { 1 }, Ordering::Relaxed);
-    }
-
-    pub fn last_sync(&self) -> &'static str {
-        match self.last_sync.load(Ordering::Relaxed) {
-            1 => "partial",
-            2 => "full",
-            _ => "",
-        }
-    }
-
-    /// The upstream's head as known here (at least our own) and our lag behind it: bytes not
-    /// durable here, and seconds since the oldest of them was written at the origin.
-    pub fn lag(&self, log: &Log, s: &crate::log::LogStatus, now: u64) -> UpstreamLag {
-        let head = self.head.load(Ordering::Relaxed).max(s.head);
-        let lag_us = if s.durable >= head || s.history.is_empty() {
-            0
-        } else {
-            // The oldest byte not durable here: held but not yet fsynced (exact timestamp), or
-            // not yet received (bounded by the upstream head's timestamp).
-            let ts = log
-                .timestamp_at(s.durable + 1)
-                .unwrap_or_else(|| self.head_ts_us.load(Ordering::Relaxed));
-            if ts == 0 {
-                0
-            } else {
-                now.saturating_sub(ts)
-            }
-        };
-        UpstreamLag {
-            head,
-            bytes: head.saturating_sub(s.durable),
-            seconds: lag_us as f64 / 1e6,
-        }
-    }
-
-    /// Forgets the previous upstream's position (after a re-point to another upstream).
-    pub fn forget(&self) {
-        self.head.store(0, Ordering::Relaxed);
-        self.head_ts_us.store(0, Ordering::Relaxed);
-        self.heard_us.store(0, Ordering::Relaxed);
-    }
-
-    pub fn heard(&self, head: u64, head_ts_us: u64) {
-        self.head.fetch_max(head, Ordering::Relaxed);
-        self.head_ts_us.fetch_max(head_ts_us, Ordering::Relaxed);
-        self.heard_us
-            .store(crate::clock::now_us(), Ordering::Relaxed);
-    }
-}
-
-/// The upstream's head and this node's lag behind it, from [`UpstreamView::lag`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct UpstreamLag {
-    pub head: u64,
-    pub bytes: u64,
-    pub seconds: f64,
-}
-
-fn fgauge(reg: &Registry, name: &str, help: &str) -> Result<Gauge, MetricsError> {
-    let g = Gauge::new(name, help)?;
-    reg.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn fgauge_vec(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<GaugeVec, MetricsError> {
-    let g = GaugeVec::new(Opts::new(name, help), labels)?;
-    reg.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn gauge(reg: &Registry, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
-    let g = IntGauge::new(name, help)?;
-    reg.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn counter(reg: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
-    let c = IntCounter::new(name, help)?;
-    reg.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn gauge_vec(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntGaugeVec, MetricsError> {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    reg.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn counter_vec(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-    reg.register(Box::new(c.clone()))?;
-    Ok(c)
 }
 
 impl Metrics {
@@ -506,6 +385,11 @@ impl Metrics {
         }
     }
 
+    /// The node's registry, for series registered elsewhere (apply mode's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -523,32 +407,6 @@ impl Metrics {
             tracing::error!("encoding metrics failed: {e}");
         }
         out
-    }
-}
-
-/// Health flags behind `/healthz` and `/readyz`.
-#[derive(Default)]
-pub struct Health {
-    pub upstream_up: AtomicBool,
-    pub log_writable: AtomicBool,
-}
-
-impl Health {
-    pub fn new() -> Arc<Health> {
-        let h = Health::default();
-        h.log_writable.store(true, Ordering::Relaxed);
-        Arc::new(h)
-    }
-
-    /// None when ready, else the reason.
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
-        if !self.upstream_up.load(Ordering::Relaxed) {
-            Some("upstream link is down")
-        } else if !self.log_writable.load(Ordering::Relaxed) {
-            Some("log is not writable")
-        } else {
-            None
-        }
     }
 }
 

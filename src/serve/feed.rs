@@ -446,6 +446,13 @@ async fn stream(
                     Err(LogError::Gone { .. }) => return Err(ServeError::Dropped("its position left the log (retention or new epoch)")),
                     Err(e) => return Err(e.into()),
                 };
+                // A replid switch is recorded (and notified) before any byte after it is
+                // appended, so a chunk read after it may hold the new history: a replica must
+                // never get those bytes under the replid it synced with (its next PSYNC would
+                // ask for an offset past the switch under the old replid, a full sync).
+                if epoch_rx.has_changed().unwrap_or(true) {
+                    return Err(ServeError::Dropped("upstream replid changed; replica must resync"));
+                }
                 timeout(ctx.timeout, wr.write_all(&chunk.data)).await.map_err(|_| {
                     ctx.metrics.replicas_dropped.with_label_values(&["slow"]).inc();
                     ServeError::Dropped("replica too slow: output stalled past serve.timeout")

@@ -104,7 +104,9 @@ pub fn georelay(args: &[&str]) -> Output {
 
 /// origin → agent A → wan-sim → agent B → two region replicas, every agent with the admin
 /// token, QUIC listeners on both sides (each can be the other's upstream), and
-/// `upstream.ack = "remote"` on both (it applies whenever the upstream is a Redis master).
+/// `upstream.ack = "remote"` on both (it applies whenever the upstream is a Redis master), and
+/// `log.fsync = "always"` on both: under `ack = "remote"` a `WAIT 1` returns once the region
+/// has fsynced the write, so with `everysec` each acknowledged write would take up to a second.
 pub struct Sites {
     pub pki: Pki,
     pub token: TokenFile,
@@ -120,7 +122,7 @@ pub struct Sites {
 
 fn quic_extra(pki: &Pki, node: &str, quic: u16, token: &TokenFile, upstream_name: &str) -> String {
     format!(
-        "agent = \"127.0.0.1:{quic}\"\n{tls}[admin]\ntoken_file = \"{}\"\n",
+        "agent = \"127.0.0.1:{quic}\"\n{tls}[admin]\ntoken_file = \"{}\"\n[log]\nfsync = \"always\"\n",
         token.path.display(),
         tls = pki.tls_section(node, Some(upstream_name)),
     )
