@@ -44,11 +44,18 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
             target.port
         );
         let a = Agent::start(env, "site-a", Up::Redis(origin.port), false, "", &log)?;
-        let at = origin.offset() as f64;
-        let full = wait_for(Duration::from_secs(600), Duration::from_millis(20), || {
-            a.metric("georelay_apply_full_syncs_total", &[("shard", "main")]) >= 1.0
-                && a.metric("georelay_apply_offset", &[("shard", "main")]) >= at
-        })
+        // Done when the applier streams (it does so only after the last snapshot batch).
+        let streaming = || {
+            crate::devkit::http_get(a.admin, "/status")
+                .filter(|(c, _)| *c == 200)
+                .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .is_some_and(|v| v["target"][0]["state"] == "streaming")
+        };
+        let full = wait_for(
+            Duration::from_secs(600),
+            Duration::from_millis(20),
+            streaming,
+        )
         .ok_or_else(|| anyhow!("the full sync into the target never finished"))?;
         let loaded = dbsize(target.port)? - 1.0; // the checkpoint key
         if loaded < n {
