@@ -46,6 +46,8 @@ pub enum AppError {
     Override(#[from] RepointError),
     #[error("{0}")]
     Task(String),
+    #[error("apply: {0}")]
+    Apply(String),
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
@@ -83,7 +85,15 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Tasks::new();
     let active = spawn_upstream(&core, &bound, &mut tasks, &shutdown_rx).await?;
-    spawn_serving(&core, bound, active, &mut tasks, &shutdown_rx);
+    // Apply mode: write the log into cfg.target as a client, on the applier's own thread.
+    let apply = match &core.cfg.target {
+        Some(t) => Some(
+            crate::apply::start(&core.cfg, t, &core.log, &core.metrics, shutdown_rx.clone())
+                .map_err(AppError::Apply)?,
+        ),
+        None => None,
+    };
+    spawn_serving(&core, bound, active, apply, &mut tasks, &shutdown_rx);
 
     let outcome = tokio::select! {
         grace = wait_for_signal() => Ok(grace?),
@@ -239,6 +249,7 @@ fn spawn_serving(
     core: &Core,
     bound: Bound,
     (active, repoint_tx): (Arc<RwLock<ActiveUpstream>>, mpsc::Sender<RepointCmd>),
+    apply: Option<Arc<crate::apply::ApplyView>>,
     tasks: &mut Tasks,
     shutdown: &watch::Receiver<bool>,
 ) {
@@ -289,6 +300,7 @@ fn spawn_serving(
             replicas: core.replicas.clone(),
             peers: core.peers.clone(),
             cluster: core.lanes.clone(),
+            apply,
         },
         token: cfg.admin_token.as_deref().map(Arc::from),
         repoint: repoint_tx,

@@ -4,7 +4,8 @@
 //!
 //! Points: `write` (segment append), `fsync` (group commit), `rename` (state.json, snapshot
 //! files), `read` (serving from a segment), `upstream_read` (the Redis upstream stream),
-//! `agent_send` (log frames to a downstream agent).
+//! `agent_send` (log frames to a downstream agent), `apply_load_slow` (50 ms before each
+//! full-sync batch an applier writes, so tests can kill it mid-load).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

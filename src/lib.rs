@@ -23,6 +23,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod app;
+pub mod apply;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -47,22 +47,30 @@ pub struct Connector {
     name: ServerName<'static>,
 }
 
+/// The rustls client config and the name to verify for `cfg` (for blocking clients too).
+pub fn client_config(
+    cfg: &ClientTls,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), LinkError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LinkError::Tls(e.to_string()))?
+        .with_root_certificates(load_roots(&cfg.ca)?);
+    let config = match (&cfg.cert, &cfg.key) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| LinkError::Tls(e.to_string()))?,
+        _ => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from(cfg.server_name.clone())
+        .map_err(|_| LinkError::BadServerName(cfg.server_name.clone()))?;
+    Ok((Arc::new(config), name))
+}
+
 impl Connector {
     pub fn new(cfg: &ClientTls) -> Result<Connector, LinkError> {
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| LinkError::Tls(e.to_string()))?
-            .with_root_certificates(load_roots(&cfg.ca)?);
-        let config = match (&cfg.cert, &cfg.key) {
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-                .map_err(|e| LinkError::Tls(e.to_string()))?,
-            _ => builder.with_no_client_auth(),
-        };
-        let name = ServerName::try_from(cfg.server_name.clone())
-            .map_err(|_| LinkError::BadServerName(cfg.server_name.clone()))?;
+        let (config, name) = client_config(cfg)?;
         Ok(Connector {
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(config),
             name,
         })
     }

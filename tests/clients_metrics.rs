@@ -60,10 +60,16 @@ fn a_fresh_chain_exports_every_queried_metric_and_counters_start_at_zero() {
             pki.tls_section("site-a", None)
         ),
     ));
+    // B also applies into a target (apply mode), so the dashboard's apply panels have data.
+    let target = Redis::start(&[]);
     let b = Agent::start(&agent_config_from_agent(
         "region-b",
         &format!("127.0.0.1:{quic}"),
-        &pki.tls_section("region-b", Some("site-a")),
+        &format!(
+            "{}[target]\nredis = \"{}\"\n",
+            pki.tls_section("region-b", Some("site-a")),
+            target.addr()
+        ),
     ));
     let _replica = start_replica(&b.addr(), &[]);
     wait_until(LONG, "the chain is up: A has B, B has its replica", || {

@@ -15,6 +15,7 @@
 //! `--only name,name` selects scenarios (default: all of [`ALL`], in its order); the report
 //! writes one section per scenario that recorded rows, with its `Rerun:` command.
 
+mod apply;
 mod catchup;
 mod ceiling;
 mod fullsync;
@@ -63,6 +64,7 @@ pub const ALL: &[Scenario] = &[
     wanbytes::SCENARIO,
     wansim::SCENARIO,
     wait::SCENARIO,
+    apply::SCENARIO,
 ];
 
 /// The scenarios `--only` names, in the order given (all of them without `--only`).

@@ -178,6 +178,23 @@ ts("Refusals and dropped replicas",
    "none", 12, extra=bars)
 nl()
 
+row("Apply")
+ts("Apply lag behind the log (seconds) per lane",
+   [(f"max by (node, shard) (georelay_apply_lag_seconds{{{SEL}}})", "{{node}} {{shard}}")], "s", 0, w=8,
+   desc="Apply mode ([target]): now minus the origin timestamp of the oldest log byte not yet "
+        "applied to the target. 0 when caught up.")
+ts("Apply lag (bytes) and applied rate",
+   [(f"max by (node, shard) (georelay_apply_lag_bytes{{{SEL}}})", "{{node}} {{shard}} behind"),
+    (f"sum by (node, shard) (rate(georelay_apply_offset{{{SEL}}}[{RI}]))", "{{node}} {{shard}} applied B/s")],
+   "bytes", 8, w=8,
+   desc="Log head minus the offset the target holds (written in the same MULTI/EXEC as the commands), and how fast that offset moves.")
+ts("Apply errors, by reason",
+   [(f"sum by (node, reason) (increase(georelay_apply_errors_total{{{SEL}}}[{RI}]))", "{{node}} {{reason}}")],
+   "none", 16, w=8, extra=bars,
+   desc="readonly, oom, loading, auth, busy, target_down: the lane pauses and retries (nothing skipped). "
+        "unknown_command: stopped (or skipped with target.on_unknown = \"skip\"). flush_refused: a full sync needs target.allow_flush.")
+nl()
+
 row("Build")
 ts("Versions", [(f"georelay_build_info{{{SEL}}}", "{{node}} {{version}}")], "none", 0, w=24, h=5,
    kind="table", extra={"targets": [{"datasource": DS, "expr": f"georelay_build_info{{{SEL}}}",

@@ -93,6 +93,10 @@ pub(super) fn validate_target(
             for s in seeds.iter().filter(|s| !is_host_port(s)) {
                 problems.bad("target.cluster", format!("seed {s:?} is not host:port"));
             }
+            problems.bad(
+                "target.cluster",
+                "cluster targets are not supported yet (slot routing is not built); use target.redis",
+            );
             TargetEndpoint::Cluster(seeds)
         }
         (None, None) => {
@@ -275,11 +279,8 @@ mod tests {
         assert_eq!(t.on_unknown, OnUnknown::Skip);
         assert_eq!((t.map_db(3), t.map_db(4), t.map_db(5)), (0, 1, 5));
         assert_eq!(t.password.as_deref(), Some("pw"));
-        let c = parse("cluster = [\"a:1\", \"b:2\"]\n").unwrap();
-        assert_eq!(
-            c.target.unwrap().endpoint,
-            TargetEndpoint::Cluster(vec!["a:1".into(), "b:2".into()])
-        );
+        assert!(problems("cluster = [\"a:1\", \"b:2\"]\n")
+            .contains("target.cluster: cluster targets are not supported yet"));
     }
 
     #[test]

@@ -385,6 +385,11 @@ impl Metrics {
         }
     }
 
+    /// The node's registry, for series registered elsewhere (apply mode's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -87,6 +87,8 @@ pub struct NodeState {
     pub peers: Arc<crate::serve::peers::Peers>,
     /// The lanes, in cluster mode (`upstream.cluster`).
     pub cluster: Option<crate::cluster::run::Lanes>,
+    /// Apply mode (`[target]`): the applier's view.
+    pub apply: Option<Arc<crate::apply::ApplyView>>,
 }
 
 impl NodeState {
@@ -116,6 +118,9 @@ pub struct Status {
     /// Cluster mode: one row per lane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<crate::cluster::status::ShardRow>,
+    /// Apply mode: one row per lane written into the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<crate::apply::TargetRow>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -239,6 +244,7 @@ pub fn collect(st: &NodeState) -> Status {
             .as_ref()
             .map(crate::cluster::status::rows)
             .unwrap_or_default(),
+        target: st.apply.iter().map(|v| v.row()).collect(),
     }
 }
 
@@ -284,6 +290,21 @@ pub fn render_table(s: &Status) -> String {
                 r.last_sync.clone(),
             ]);
         }
+    }
+    for t in &s.target {
+        rows.push([
+            format!("target ({})", t.shard),
+            t.addr.clone(),
+            if t.error.is_empty() {
+                t.state.clone()
+            } else {
+                format!("{}: {}", t.state, t.error)
+            },
+            t.applied.to_string(),
+            t.lag_bytes.to_string(),
+            format!("{:.3}", t.lag_seconds),
+            String::new(),
+        ]);
     }
     let mut widths = [0usize; 7];
     for row in &rows {
@@ -385,6 +406,7 @@ mod tests {
             }],
             agents: vec![],
             shards: vec![],
+            target: vec![],
         };
         let t = render_table(&s);
         assert_eq!(t.lines().count(), 4, "{t}");
