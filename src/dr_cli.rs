@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use georelay::dr::failover::{self, FailoverArgs};
 use georelay::dr::redis::Auth;
 use georelay::dr::switchover::{self, SwitchoverArgs};
 
@@ -20,6 +21,14 @@ pub struct Switch {
     pub promote: String,
     pub token_file: PathBuf,
     pub origin_auth: AuthFlags,
+    pub promote_auth: AuthFlags,
+    pub timeout: String,
+}
+
+pub struct Fail {
+    pub region: String,
+    pub promote: String,
+    pub token_file: PathBuf,
     pub promote_auth: AuthFlags,
     pub timeout: String,
 }
@@ -92,12 +101,37 @@ pub fn switchover(a: Switch) -> ExitCode {
         Err(code) => return code,
     };
     let outcome = rt.block_on(switchover::run(&args));
-    let text = outcome.render();
-    if outcome.failed.is_some() {
+    finish(outcome.failed.is_some(), &outcome.render())
+}
+
+/// Prints the outcome (to stderr when it failed) and gives the exit code.
+fn finish(failed: bool, text: &str) -> ExitCode {
+    if failed {
         eprint!("{text}");
         ExitCode::from(EXIT_FAILED)
     } else {
         print!("{text}");
         ExitCode::SUCCESS
     }
+}
+
+pub fn failover(a: Fail) -> ExitCode {
+    let args = match (|| {
+        Ok::<_, String>(FailoverArgs {
+            token: read_secret("--token-file", &a.token_file)?,
+            promote_auth: auth("promote", a.promote_auth)?,
+            timeout: timeout(&a.timeout)?,
+            region: a.region,
+            promote: a.promote,
+        })
+    })() {
+        Ok(args) => args,
+        Err(e) => return usage("failover", e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let outcome = rt.block_on(failover::run(&args));
+    finish(outcome.failed.is_some(), &outcome.render(&args))
 }

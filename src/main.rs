@@ -66,8 +66,31 @@ enum Cmd {
         #[arg(long)]
         token_file: PathBuf,
         #[command(flatten)]
-        auth: RedisAuthArgs,
+        origin_auth: OriginAuthArgs,
+        #[command(flatten)]
+        promote_auth: PromoteAuthArgs,
         /// Budget for the whole switchover; also the CLIENT PAUSE length.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+    },
+    /// Unplanned failover (site A is unreachable): promote a replica of region B and re-point
+    /// B at it with a fence, then report the RPO (stream bytes and seconds of origin time the
+    /// site had, as last heard by B in a heartbeat, and B never got). The old site must then
+    /// be re-pointed at B (its agent full-syncs; its origin becomes a replica of its agent).
+    /// Cluster upstreams: per-lane failover is not supported yet.
+    Failover {
+        /// Agent B's admin listener (its upstream is the lost site's agent).
+        #[arg(long)]
+        region: String,
+        /// The replica of agent B to promote (host:port).
+        #[arg(long)]
+        promote: String,
+        /// The agents' admin token (admin.token_file).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(flatten)]
+        promote_auth: PromoteAuthArgs,
+        /// How long to wait for the promote target to hold everything B holds.
         #[arg(long, default_value = "10s")]
         timeout: String,
     },
@@ -84,9 +107,9 @@ enum Cmd {
     },
 }
 
-/// Redis credentials for the servers switchover/failover talk to.
+/// Redis credentials for the origin (switchover).
 #[derive(clap::Args, Debug, Clone, Default)]
-struct RedisAuthArgs {
+struct OriginAuthArgs {
     /// ACL user on the origin (with --origin-password or --origin-password-file).
     #[arg(long)]
     origin_user: Option<String>,
@@ -94,6 +117,11 @@ struct RedisAuthArgs {
     origin_password: Option<String>,
     #[arg(long)]
     origin_password_file: Option<PathBuf>,
+}
+
+/// Redis credentials for the promote target (switchover, failover).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct PromoteAuthArgs {
     /// ACL user on the promote target.
     #[arg(long)]
     promote_user: Option<String>,
@@ -152,7 +180,8 @@ fn main() -> ExitCode {
             region,
             promote,
             token_file,
-            auth,
+            origin_auth,
+            promote_auth,
             timeout,
         } => dr_cli::switchover(dr_cli::Switch {
             origin,
@@ -161,14 +190,31 @@ fn main() -> ExitCode {
             promote,
             token_file,
             origin_auth: (
-                auth.origin_user,
-                auth.origin_password,
-                auth.origin_password_file,
+                origin_auth.origin_user,
+                origin_auth.origin_password,
+                origin_auth.origin_password_file,
             ),
             promote_auth: (
-                auth.promote_user,
-                auth.promote_password,
-                auth.promote_password_file,
+                promote_auth.promote_user,
+                promote_auth.promote_password,
+                promote_auth.promote_password_file,
+            ),
+            timeout,
+        }),
+        Cmd::Failover {
+            region,
+            promote,
+            token_file,
+            promote_auth,
+            timeout,
+        } => dr_cli::failover(dr_cli::Fail {
+            region,
+            promote,
+            token_file,
+            promote_auth: (
+                promote_auth.promote_user,
+                promote_auth.promote_password,
+                promote_auth.promote_password_file,
             ),
             timeout,
         }),

@@ -21,6 +21,7 @@ mod ceiling;
 mod fullsync;
 mod lossy;
 mod steady;
+mod switchover;
 mod wait;
 mod wanbytes;
 mod wansim;
@@ -65,6 +66,7 @@ pub const ALL: &[Scenario] = &[
     wansim::SCENARIO,
     wait::SCENARIO,
     apply::SCENARIO,
+    switchover::SCENARIO,
 ];
 
 /// The scenarios `--only` names, in the order given (all of them without `--only`).

@@ -231,6 +231,77 @@ pub fn promoted_ok(p: &Replication, old_replid: &str, offset: u64) -> Result<(),
     Ok(())
 }
 
+/// Unplanned failover, step 1: B streams (or streamed) from an agent, has a log, and the
+/// promote target is an online replica of B on B's replid. Returns B's replid.
+pub fn check_failover(
+    region: &Status,
+    region_base: &str,
+    target: &Replication,
+) -> Result<String, Refusal> {
+    if region.upstream.kind != UpstreamKind::Agent {
+        return Err(format!(
+            "agent B ({}) does not stream from a site agent (upstream {} {}): nothing to fail over from",
+            region.node,
+            region.upstream.kind.as_str(),
+            region.upstream.addr
+        ));
+    }
+    if region.log.replid.is_empty() {
+        return Err(format!("agent B ({}) has no history yet", region.node));
+    }
+    check_target(target, region, region_base, &region.log.replid)?;
+    Ok(region.log.replid.clone())
+}
+
+/// What an unplanned failover lost: what the site had (its head as last heard by B) and B
+/// never got, in stream bytes and seconds of origin time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rpo {
+    pub bytes: u64,
+    pub seconds: f64,
+    /// How long before the fence B last heard from the site; writes the site took after that
+    /// are not counted (so the figures are a lower bound when this is large).
+    pub silent_for: Option<Duration>,
+}
+
+impl Rpo {
+    /// From B's fence record and the offset the new master was promoted at (it can be short
+    /// of B's head by an incomplete command, which is lost too).
+    pub fn of(f: &crate::metrics::status::FencedSite, promoted_at: u64) -> Rpo {
+        let fence_us = f.at_unix.saturating_mul(1_000_000);
+        Rpo {
+            bytes: f.site_head.saturating_sub(f.head.min(promoted_at)),
+            seconds: f.rpo_seconds(),
+            silent_for: (f.heard_us > 0)
+                .then(|| Duration::from_micros(fence_us.saturating_sub(f.heard_us))),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "RPO: {} bytes of stream, {:.3} s of origin time (the site had them, the new master never got them)\n",
+            self.bytes, self.seconds
+        );
+        match self.silent_for {
+            Some(d) => out.push_str(&format!(
+                "the site was last heard {:.1} s before the fence; writes it took after that are not counted\n",
+                d.as_secs_f64()
+            )),
+            None => out.push_str("the site was never heard from in a heartbeat; the RPO is unknown beyond B's head\n"),
+        }
+        out
+    }
+}
+
+/// The promote row's detail: the new master, its replid and how far its replid2 reaches.
+pub fn promoted_detail(addr: &str, p: &Replication) -> String {
+    format!(
+        "{addr} is master, replid {} (old replid kept up to {})",
+        p.replid,
+        p.u64_field("second_repl_offset").unwrap_or(0)
+    )
+}
+
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;

@@ -150,3 +150,51 @@ fn wait_promotion_and_rollback_rules() {
     }]);
     assert!(t.contains("check") && t.contains("1.5 ms"), "{t}");
 }
+
+#[test]
+fn failover_checks_and_rpo() {
+    let (_, b) = sites();
+    let base = "http://127.0.0.1:9188";
+    assert_eq!(
+        check_failover(&b, base, &target(6390, "up")).as_deref(),
+        Ok(R)
+    );
+    assert!(check_failover(&b, base, &target(9999, "up"))
+        .unwrap_err()
+        .contains("not a replica of agent B"));
+    let mut redis = b.clone();
+    redis.upstream.kind = UpstreamKind::Redis;
+    assert!(check_failover(&redis, base, &target(6390, "up"))
+        .unwrap_err()
+        .contains("nothing to fail over from"));
+    let mut empty = b.clone();
+    empty.log.replid = String::new();
+    assert!(check_failover(&empty, base, &target(6390, "up"))
+        .unwrap_err()
+        .contains("no history"));
+
+    let f = crate::metrics::status::FencedSite {
+        site: "a:1".into(),
+        site_head: 5000,
+        site_head_time_us: 10_500_000,
+        head: 4000,
+        head_time_us: 10_000_000,
+        at_unix: 20,
+        heard_us: 19_000_000,
+    };
+    let rpo = Rpo::of(&f, 4000);
+    assert_eq!(rpo.bytes, 1000);
+    assert!((rpo.seconds - 0.5).abs() < 1e-9);
+    assert_eq!(rpo.silent_for, Some(Duration::from_secs(1)));
+    assert!(rpo.render().contains("RPO: 1000 bytes"), "{}", rpo.render());
+    assert_eq!(
+        Rpo::of(&f, 3990).bytes,
+        1010,
+        "an incomplete command B held is lost too"
+    );
+    let never = Rpo::of(
+        &crate::metrics::status::FencedSite { heard_us: 0, ..f },
+        4000,
+    );
+    assert_eq!(never.silent_for, None);
+}

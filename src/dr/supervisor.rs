@@ -184,11 +184,16 @@ impl UpstreamDeps {
         Running { tasks, stop }
     }
 
-    async fn halt(&self, mut r: Running) {
+    /// Stops the upstream's tasks (the upstream view is kept).
+    async fn stop(&self, r: &mut Running) {
         let _ = r.stop.send(true);
         for odd in r.tasks.drain(STOP_GRACE).await {
             tracing::error!("while stopping the upstream: {odd}");
         }
+    }
+
+    async fn halt(&self, mut r: Running) {
+        self.stop(&mut r).await;
         self.metrics.upstream_connected.set(0);
         self.health
             .upstream_up
@@ -217,6 +222,7 @@ impl UpstreamDeps {
             head,
             head_time_us: self.log.timestamp_at(head).unwrap_or(0),
             at_unix: unix_now(),
+            heard_us: view.heard_us.load(ord),
         }
     }
 }
@@ -263,6 +269,10 @@ pub async fn run(
                     let _ = reply.send(Err(e));
                     continue;
                 }
+                // A fence is final: stop streaming first, so the record cannot move after.
+                if fence && !req.dry_run {
+                    deps.stop(&mut running).await;
+                }
                 let fenced = if fence {
                     Some(deps.fence_record())
                 } else {
@@ -283,6 +293,9 @@ pub async fn run(
                     .await
                     .unwrap_or_else(|e| Err(RepointError::Unusable(e.to_string())));
                 if let Err(e) = res {
+                    if fence {
+                        running = deps.launch(&target);
+                    }
                     let _ = reply.send(Err(e));
                     continue;
                 }

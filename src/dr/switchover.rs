@@ -218,16 +218,7 @@ impl Run<'_> {
         target.ok(&["REPLICAOF", "NO", "ONE"]).await?;
         let p = target.replication().await?;
         plan::promoted_ok(&p, &c.replid, want).map_err(SwitchoverError::Refused)?;
-        self.row(
-            Step::Promote,
-            t,
-            format!(
-                "{} is master, replid {} (old replid kept up to {})",
-                a.promote,
-                p.replid,
-                p.u64_field("second_repl_offset").unwrap_or(0)
-            ),
-        );
+        self.row(Step::Promote, t, plan::promoted_detail(&a.promote, &p));
         // 5. Re-point B, then A.
         *step = Step::Repoint;
         let t = Instant::now();
@@ -311,11 +302,11 @@ impl Run<'_> {
         );
         if step <= Step::Repoint {
             out.push_str(&format!(
-                "  curl -fsS -X POST -H '{tok}' -d '{{\"redis\": \"{}\"}}' {}/upstream\n",
+                "  curl -fsS -X POST -H \"{tok}\" -d '{{\"redis\": \"{}\"}}' {}/upstream\n",
                 a.promote, a.region
             ));
             out.push_str(&format!(
-                "  curl -fsS -X POST -H '{tok}' -d '{{\"agent\": \"{agent}\", \"server_name\": \"{name}\"}}' {}/upstream\n",
+                "  curl -fsS -X POST -H \"{tok}\" -d '{{\"agent\": \"{agent}\", \"server_name\": \"{name}\"}}' {}/upstream\n",
                 a.site
             ));
         }

@@ -47,6 +47,10 @@ pub struct FencedSite {
     pub head_time_us: u64,
     /// Seconds since the epoch when the fence was set.
     pub at_unix: u64,
+    /// When the site was last heard from (µs since the epoch; 0 = never): bytes it took after
+    /// that are not counted in the RPO, which is then a lower bound.
+    #[serde(default)]
+    pub heard_us: u64,
 }
 
 impl FencedSite {

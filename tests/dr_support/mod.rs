@@ -130,9 +130,16 @@ fn quic_extra(pki: &Pki, node: &str, quic: u16, token: &TokenFile, upstream_name
 
 /// Builds the two sites; `wan_flags` impair A → B (e.g. `["--delay", "25ms"]`).
 pub fn two_sites(wan_flags: &[&str]) -> Sites {
+    two_sites_with(wan_flags, &[], "")
+}
+
+/// [`two_sites`] with extra origin server flags and extra config sections for agent A.
+pub fn two_sites_with(wan_flags: &[&str], origin_args: &[&str], a_extra: &str) -> Sites {
     let pki = Pki::new(&["site-a", "region-b"]);
     let token = token_file();
-    let origin = Redis::start(&["--repl-backlog-size", "64mb"]);
+    let mut args = vec!["--repl-backlog-size", "64mb"];
+    args.extend_from_slice(origin_args);
+    let origin = Redis::start(&args);
     let a_quic = free_udp_port();
     let b_quic = free_udp_port();
     // The config helpers end inside [listen]: `agent = …` there is listen.agent.
@@ -141,7 +148,8 @@ pub fn two_sites(wan_flags: &[&str]) -> Sites {
         &quic_extra(&pki, "site-a", a_quic, &token, "region-b"),
     )
     .replace("name = \"test-agent\"", "name = \"site-a\"")
-    .replace("[upstream]\n", "[upstream]\nack = \"remote\"\n");
+    .replace("[upstream]\n", "[upstream]\nack = \"remote\"\n")
+        + a_extra;
     let a = Agent::start(&a_cfg);
     let wan = WanSimProc::start(a_quic, wan_flags);
     let b_cfg = agent_config_from_agent(
