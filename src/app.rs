@@ -19,7 +19,8 @@ use crate::metrics::admin::{self, AdminState};
 use crate::metrics::status::{ActiveUpstream, NodeState};
 use crate::metrics::{Health, Metrics, MetricsError};
 use crate::serve::agent::{self as serve_agent, AgentServeCtx};
-use crate::serve::peers::Peers;
+use crate::serve::cluster_port::{self, ClusterEndpoint, LaneReplicas};
+use crate::serve::peers::{LaneMap, Peers};
 use crate::serve::{self, Replicas, ServeCtx};
 use crate::tasks::Tasks;
 
@@ -65,8 +66,13 @@ struct Core {
     health: Arc<Health>,
     peers: Arc<Peers>,
     replicas: Arc<Replicas>,
-    /// Cluster mode (`upstream.cluster`): the lanes, one per shard.
+    /// Cluster mode (`upstream.cluster`, or a region agent with `listen.shard_ports`): the
+    /// lanes, one per shard.
     lanes: Option<crate::cluster::run::Lanes>,
+    /// The lanes the agent link serves downstream, and the slot map of the control stream.
+    lane_map: LaneMap,
+    /// A cluster-mode region agent: each lane's replicas, for the cluster endpoint.
+    region: Option<LaneReplicas>,
 }
 
 /// The sockets, bound before any task starts (so a port in use fails the start).
@@ -147,10 +153,10 @@ fn open(cfg: Config) -> Result<Core, AppError> {
         health: Health::new(),
         peers: Arc::new(Peers::default()),
         replicas: Arc::new(Replicas::default()),
-        lanes: cfg
-            .cluster
-            .as_ref()
-            .map(|_| crate::cluster::run::Lanes::default()),
+        lanes: (cfg.cluster.is_some() || crate::region::is_region(&cfg))
+            .then(crate::cluster::run::Lanes::default),
+        lane_map: LaneMap::default(),
+        region: crate::region::is_region(&cfg).then(LaneReplicas::default),
         cfg: Arc::new(cfg),
     })
 }
@@ -224,7 +230,7 @@ async fn spawn_upstream(
             .as_ref()
             .ok_or(AppError::NoTls("upstream.agent"))?;
     }
-    let active = Arc::new(RwLock::new(match core.lanes {
+    let active = Arc::new(RwLock::new(match core.cfg.cluster {
         Some(_) => supervisor::cluster_active(),
         None => supervisor::active(&configured, ov.as_ref()),
     }));
@@ -237,6 +243,8 @@ async fn spawn_upstream(
         replica_port: bound.replica_addr.port(),
         active: active.clone(),
         lanes: core.lanes.clone(),
+        lane_map: core.lane_map.clone(),
+        region: core.region.clone(),
     };
     let (tx, rx) = mpsc::channel(4);
     tasks.spawn("upstream", supervisor::run(deps, ov, rx, shutdown.clone()));
@@ -259,7 +267,7 @@ fn spawn_serving(
             log: core.log.clone(),
             metrics: core.metrics.clone(),
             peers: core.peers.clone(),
-            lanes: Default::default(),
+            lanes: core.lane_map.clone(),
             max_agents: cfg.max_agents,
             link: cfg.link.clone(),
             shutdown: shutdown.clone(),
@@ -287,7 +295,24 @@ fn spawn_serving(
             serve::run(listener, serve_ctx.clone(), Some(acceptor)),
         );
     }
-    tasks.spawn("replica port", serve::run(bound.replica, serve_ctx, None));
+    match &core.region {
+        // A cluster-mode region agent answers the read-only cluster endpoint on listen.redis.
+        Some(replicas) => {
+            let ep = ClusterEndpoint {
+                my_id: crate::serve::cluster::node_id(&cfg.name),
+                my_addr: cluster_port::my_addr(cfg.listen_redis),
+                map: core.lane_map.slot_map().subscribe(),
+                lanes: replicas.clone(),
+                requirepass: cfg.requirepass.clone(),
+                timeout: cfg.serve_timeout,
+            };
+            tasks.spawn(
+                "cluster endpoint",
+                cluster_port::run(bound.replica, ep, shutdown.clone()),
+            );
+        }
+        None => tasks.spawn("replica port", serve::run(bound.replica, serve_ctx, None)),
+    }
     let admin_state = AdminState {
         node: NodeState {
             node: cfg.name.clone(),

@@ -10,6 +10,7 @@
 //! - [`metrics`]: Prometheus registry and the admin HTTP listener.
 //! - [`origin`]: the origin server's release, as its snapshot's RDB names it.
 //! - [`cluster`]: Redis Cluster hash slots, the slot map (lanes → slots), topology discovery and lanes.
+//! - [`region`]: a cluster-mode region agent: lanes learnt from the site's slot map.
 //! - [`wansim`]: the loopback UDP impairment relay behind `georelay wan-sim`.
 //! - [`dr`]: runtime re-pointing, `georelay switchover` and `georelay failover`.
 //! - [`tasks`]: a named, supervised set of tokio tasks.
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod origin;
 pub mod rdb;
 pub mod redistls;
+pub mod region;
 pub mod resp;
 pub mod serve;
 pub mod tasks;

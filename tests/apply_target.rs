@@ -52,6 +52,11 @@ fn origin_offset(origin: &Redis) -> u64 {
 
 /// Waits until the target holds everything the origin has written so far.
 fn wait_applied(agent: &Agent, origin: &Redis) {
+    // The origin's offset means something only once the agent replicates it, and the
+    // applier streams only after its full sync.
+    wait_until(LONG, "the applier streams", || {
+        row_field(agent, "state").as_deref() == Some("streaming")
+    });
     let want = origin_offset(origin) as f64;
     agent.wait_metric("georelay_apply_offset", &[("shard", "main")], LONG, |v| {
         v >= want
@@ -287,4 +292,63 @@ fn a_command_the_target_does_not_know_stops_the_lane_naming_it() {
         "(nil)",
         "nothing after it is applied"
     );
+}
+
+#[test]
+fn an_oom_or_unreachable_target_pauses_the_lane_and_loses_nothing() {
+    let origin = Redis::start(&[]);
+    let mut target = Redis::start(&[]);
+    let port = target.port;
+    let mut oc = origin.client();
+    oc.cmd(&["INCR", "cnt"]);
+    let agent = Agent::start(&target_config(&origin, &target, "allow_flush = true\n"));
+    wait_applied(&agent, &origin);
+
+    // OOM: writes are refused at queue time, the transaction is discarded, the lane pauses.
+    let mut tc = target.client();
+    assert_eq!(
+        frame_text(&tc.cmd(&["CONFIG", "SET", "maxmemory", "1"])),
+        "OK"
+    );
+    oc.cmd(&["INCR", "cnt"]);
+    agent.wait_metric(
+        "georelay_apply_errors_total",
+        &[("reason", "oom")],
+        LONG,
+        |v| v >= 1.0,
+    );
+    wait_until(LONG, "status shows the OOM pause", || {
+        row_field(&agent, "state").as_deref() == Some("paused")
+            && row_field(&agent, "error").is_some_and(|e| e.contains("OOM"))
+    });
+    assert_eq!(
+        frame_text(&tc.cmd(&["GET", "cnt"])),
+        "1",
+        "nothing half-applied"
+    );
+    assert_eq!(
+        frame_text(&tc.cmd(&["CONFIG", "SET", "maxmemory", "0"])),
+        "OK"
+    );
+    wait_applied(&agent, &origin);
+    assert_eq!(frame_text(&tc.cmd(&["GET", "cnt"])), "2");
+
+    // Unreachable: the lane pauses with "unreachable" and, once a server answers again on
+    // the port (empty: no persistence), starts over from the snapshot — nothing lost.
+    target.kill();
+    oc.cmd(&["INCR", "cnt"]);
+    agent.wait_metric(
+        "georelay_apply_errors_total",
+        &[("reason", "target_down")],
+        LONG,
+        |v| v >= 1.0,
+    );
+    wait_until(LONG, "status shows the target down", || {
+        row_field(&agent, "error").is_some_and(|e| e.contains("unreachable"))
+    });
+    let target = Redis::start_on(port, &[]);
+    wait_applied(&agent, &origin);
+    let mut tc = target.client();
+    assert_eq!(frame_text(&tc.cmd(&["GET", "cnt"])), "3");
+    dataset::assert_same(&user_keys(&mut oc, &[0]), &user_keys(&mut tc, &[0]), 1000);
 }

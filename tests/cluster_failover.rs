@@ -6,107 +6,10 @@
 mod cluster_util;
 mod support;
 
-use std::collections::BTreeSet;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_util::*;
 use support::{start_replica_kind, wait_until, Agent, ServerKind};
-
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
-}
-
-struct Writer {
-    stop: Arc<AtomicBool>,
-    /// Set by the test: the writer stops between writes and sets `idle`.
-    pause: Arc<AtomicBool>,
-    idle: Arc<AtomicBool>,
-    count: Arc<AtomicU64>,
-    acked: Arc<Mutex<BTreeSet<String>>>,
-    handle: Option<std::thread::JoinHandle<Result<(), String>>>,
-}
-
-impl Writer {
-    fn start(seeds: Vec<u16>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let acked = Arc::new(Mutex::new(BTreeSet::new()));
-        let (pause, idle) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (s, c, a) = (stop.clone(), count.clone(), acked.clone());
-        let (p, id) = (pause.clone(), idle.clone());
-        let handle = std::thread::spawn(move || {
-            let mut client = ClusterClient::new(seeds);
-            for i in 0..200_000u64 {
-                if s.load(Ordering::Relaxed) {
-                    break;
-                }
-                // Paused: no write in flight until the test resumes (bounded by `stop`).
-                while p.load(Ordering::Relaxed) && !s.load(Ordering::Relaxed) {
-                    id.store(true, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                id.store(false, Ordering::Relaxed);
-                let key = format!("key:{i}");
-                let reply = client.cmd(&["SET", &key, &format!("value-{i}")])?;
-                if support::frame_text(&reply) != "OK" {
-                    return Err(format!("SET {key}: {reply:?}"));
-                }
-                a.lock().unwrap().insert(key);
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        });
-        Writer {
-            stop,
-            pause,
-            idle,
-            count,
-            acked,
-            handle: Some(handle),
-        }
-    }
-
-    fn advance(&self, n: u64) {
-        let target = self.count.load(Ordering::Relaxed) + n;
-        wait_until(Duration::from_secs(90), "the writer makes progress", || {
-            self.count.load(Ordering::Relaxed) >= target
-        });
-    }
-
-    /// Stops the writer between two writes; returns once no write is in flight.
-    fn pause(&self) {
-        self.pause.store(true, Ordering::Relaxed);
-        wait_until(Duration::from_secs(30), "the writer pauses", || {
-            self.idle.load(Ordering::Relaxed)
-        });
-    }
-
-    fn resume(&self) {
-        self.pause.store(false, Ordering::Relaxed);
-    }
-
-    fn finish(mut self) -> BTreeSet<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        let r = self.handle.take().unwrap().join().expect("writer thread");
-        r.expect("writes through the cluster client");
-        self.acked.lock().unwrap().clone()
-    }
-}
-
-fn lane_by_master(admin: u16, port: u16) -> Option<serde_json::Value> {
-    shards(admin).into_iter().find(|s| {
-        port_of(&field_str(s, "upstream")) == port && field_str(s, "state") == "streaming"
-    })
-}
 
 fn scenario(kind: ServerKind, reshard: bool) {
     let mut cluster = Cluster::start(kind, 3);
@@ -120,11 +23,7 @@ fn scenario(kind: ServerKind, reshard: bool) {
         s.len() == 3 && s.iter().all(|l| field_str(l, "state") == "streaming")
     });
     let lanes = shards(agent.admin_port);
-    let slots: u64 = lanes
-        .iter()
-        .flat_map(|l| l["slots"].as_array().cloned().unwrap_or_default())
-        .map(|r| r[1].as_u64().unwrap() - r[0].as_u64().unwrap() + 1)
-        .sum();
+    let slots: u64 = lanes.iter().map(slot_count).sum();
     assert_eq!(slots, 16384, "{lanes:?}");
     // One standalone region replica per lane, on the lane's shard port.
     let mut replicas = Vec::new();
@@ -165,22 +64,7 @@ fn scenario(kind: ServerKind, reshard: bool) {
         &lane_by_master(agent.admin_port, m_a).expect("lane of A"),
         "name",
     );
-    assert_eq!(
-        support::frame_text(&cluster.node(r_a).client().cmd(&["CLUSTER", "FAILOVER"])),
-        "OK"
-    );
-    // Redis aborts a manual failover the replica cannot finish within its 5 s
-    // (CLUSTER_MF_TIMEOUT), silently; on a busy machine that happens. Ask again, as an
-    // operator would, every 10 s while the replica is still a replica.
-    let mut asked = std::time::Instant::now();
-    wait_until(Duration::from_secs(60), "A's replica promoted", || {
-        let promoted = cluster.node(r_a).info_field("replication", "role") == "master";
-        if !promoted && asked.elapsed() > Duration::from_secs(10) {
-            let _ = cluster.node(r_a).client().cmd(&["CLUSTER", "FAILOVER"]);
-            asked = std::time::Instant::now();
-        }
-        promoted
-    });
+    cluster.manual_failover(r_a);
     wait_until(
         Duration::from_secs(60),
         "lane A follows the new master",
@@ -195,31 +79,7 @@ fn scenario(kind: ServerKind, reshard: bool) {
         &lane_by_master(agent.admin_port, m_b).expect("lane of B"),
         "name",
     );
-    // The SIGKILL must not take acknowledged writes the replica never got: with those the
-    // promoted replica is behind what the agent holds, and a full sync is the right answer
-    // (the agent's extra bytes are history the new master does not have). On a busy machine
-    // a replica lags by thousands of writes, so pause the writer until B's replica has all
-    // of B's stream, then kill. (Writes keep going to A and C while B is down afterwards.)
-    writer.pause();
-    let offset = |port: u16| -> u64 {
-        let v = cluster
-            .node(port)
-            .info_field("replication", "master_repl_offset");
-        v.parse()
-            .unwrap_or_else(|_| panic!("master_repl_offset of {port} is not a number: {v:?}"))
-    };
-    let want = offset(m_b);
-    wait_until(
-        Duration::from_secs(60),
-        "B's replica has B's whole stream",
-        || offset(r_b) >= want,
-    );
-    cluster.kill(m_b);
-    writer.resume();
-    wait_until(Duration::from_secs(60), "B's replica promoted", || {
-        cluster.node(r_b).info_field("replication", "role") == "master"
-    });
-    cluster.wait_ok();
+    cluster.kill_master_caught_up(m_b, r_b, &writer);
     wait_until(
         Duration::from_secs(60),
         "lane B follows the new master",
@@ -230,27 +90,7 @@ fn scenario(kind: ServerKind, reshard: bool) {
     // Shard C gives 1000 slots to A's new master.
     let m_c = masters[2];
     if reshard {
-        let out = Command::new("redis-cli")
-            .args([
-                "--cluster",
-                "reshard",
-                &format!("127.0.0.1:{m_c}"),
-                "--cluster-from",
-                &cluster.id_of(m_c),
-                "--cluster-to",
-                &cluster.id_of(r_a),
-                "--cluster-slots",
-                "1000",
-                "--cluster-yes",
-            ])
-            .output()
-            .expect("redis-cli reshard");
-        assert!(
-            out.status.success(),
-            "reshard: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        cluster.wait_ok();
+        cluster.reshard(m_c, r_a, 1000);
         writer.advance(300);
     }
     let acked = writer.finish();
@@ -267,54 +107,14 @@ fn scenario(kind: ServerKind, reshard: bool) {
             m_c,
         ),
     ];
-    let mut copies = Vec::new();
-    let mut origin = Vec::new();
-    for (name, master) in &sources {
-        let replica = &replicas
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("replica of lane")
-            .1;
-        let mut last = (0, 0);
-        wait_until(
-            Duration::from_secs(90),
-            "region replica equals its source master",
-            || {
-                let (a, b) = (keyspace(*master), keyspace(replica.port));
-                last = (a.len(), b.len());
-                a == b
-            },
-        );
-        let (m, r) = (keyspace(*master), keyspace(replica.port));
-        assert_eq!(m, r, "lane {name}: {last:?}");
-        assert!(!r.is_empty(), "lane {name} carried writes");
-        origin.push(m);
-        copies.push(r);
-    }
-    // The union of the region replicas holds every key exactly once.
-    let total: usize = copies.iter().map(|c| c.len()).sum();
-    let union = key_set(&copies);
-    assert_eq!(total, union.len(), "a key is in two region replicas");
-    assert_eq!(union, key_set(&origin));
-    let lost: Vec<&String> = acked.iter().filter(|k| !union.contains(*k)).collect();
-    // The SIGKILL happened with B's replica caught up: no acknowledged write is lost.
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged keys missing: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    let copies: Vec<(String, u16)> = replicas.iter().map(|(n, r)| (n.clone(), r.port)).collect();
+    lanes_equal_their_sources(&sources, &copies, &acked);
     if reshard {
         let a = shards(agent.admin_port)
             .into_iter()
             .find(|l| field_str(l, "name") == lane_a)
             .unwrap();
-        let n: u64 = a["slots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r[1].as_u64().unwrap() - r[0].as_u64().unwrap() + 1)
-            .sum();
+        let n = slot_count(&a);
         assert_eq!(n, 5461 + 1000, "lane A's slots after the reshard: {a}");
     }
     // No lane full-synced after its first sync; the failed-over lanes resumed partially.

@@ -14,6 +14,7 @@ use super::slotmap::SlotRange;
 use crate::config::Config;
 use crate::log::{Log, LogConfig, LogError};
 use crate::metrics::{Health, Metrics, MetricsError};
+use crate::serve::peers::Peers;
 use crate::serve::{self, Replicas, ServeCtx};
 use crate::upstream::redis::UpstreamCtx;
 use crate::upstream::{redis as up_redis, refresh};
@@ -58,6 +59,8 @@ pub struct Lane {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub replicas: Arc<Replicas>,
+    /// Downstream agents streaming this lane.
+    pub peers: Arc<Peers>,
     pub view: Mutex<LaneView>,
     upstream: watch::Sender<Option<String>>,
     stop: watch::Sender<bool>,
@@ -155,6 +158,7 @@ impl Lane {
             metrics,
             health,
             replicas,
+            peers: Arc::new(Peers::default()),
             view: Mutex::new(LaneView {
                 state: "waiting: no master seen yet".into(),
                 ..Default::default()

@@ -15,6 +15,7 @@ use super::registry::{self, Registry};
 use super::slotmap::{LaneSlots, SlotMap, SlotRange};
 use crate::config::{ClusterSettings, Config, PortRange, ReadFrom};
 use crate::metrics::{Health, Metrics};
+use crate::serve::peers::{self, LaneMap};
 
 /// How often lanes are checked for a lost upstream link (which triggers a refresh).
 const LANE_POLL: Duration = Duration::from_millis(250);
@@ -26,10 +27,16 @@ pub enum ClusterError {
     Registry(#[from] registry::RegistryError),
 }
 
+/// A lane kept elsewhere (a region agent's lanes) that `/status` lists beside the site's.
+pub trait ShardSource: Send + Sync {
+    fn row(&self) -> super::status::ShardRow;
+}
+
 /// The lanes as the rest of the agent sees them: for `/status`, metrics and the link.
 #[derive(Clone, Default)]
 pub struct Lanes {
     inner: Arc<Mutex<Vec<Arc<Lane>>>>,
+    others: Arc<Mutex<Vec<Arc<dyn ShardSource>>>>,
 }
 
 impl Lanes {
@@ -40,6 +47,24 @@ impl Lanes {
 
     pub fn get(&self, name: &str) -> Option<Arc<Lane>> {
         self.list().into_iter().find(|l| l.name == name)
+    }
+
+    /// Lists `src` in `/status` (a region lane), after the lanes listed before it.
+    pub fn add_source(&self, src: Arc<dyn ShardSource>) {
+        self.others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(src);
+    }
+
+    /// The rows of the lanes added with [`Lanes::add_source`], in the order added.
+    pub fn other_rows(&self) -> Vec<super::status::ShardRow> {
+        let others = self
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        others.iter().map(|s| s.row()).collect()
     }
 
     fn push(&self, lane: Arc<Lane>) {
@@ -63,7 +88,9 @@ pub struct ClusterCtx {
     /// Node-level health: up when every lane streams.
     pub health: Arc<Health>,
     pub lanes: Lanes,
-    pub slot_map: watch::Sender<SlotMap>,
+    /// What the agent link serves downstream: every running lane's log, and the slot map on
+    /// the control stream.
+    pub serve: LaneMap,
 }
 
 /// [`run`], with its error logged (a task of the agent).
@@ -221,7 +248,16 @@ async fn apply(
             continue;
         };
         match Lane::start(&ctx.cfg, rec, port, &ctx.metrics).await {
-            Ok(lane) => ctx.lanes.push(lane),
+            Ok(lane) => {
+                ctx.serve.insert(
+                    &lane.name,
+                    peers::Lane {
+                        log: lane.log.clone(),
+                        peers: lane.peers.clone(),
+                    },
+                );
+                ctx.lanes.push(lane);
+            }
             Err(e) => tracing::error!("{e}"),
         }
     }
@@ -257,11 +293,13 @@ async fn apply(
                     .replicas
                     .snapshot()
                     .iter()
-                    .all(|r| r.ack_offset >= head);
+                    .all(|r| r.ack_offset >= head)
+                    && lane.peers.snapshot().iter().all(|p| p.ack >= head);
                 lane.follow(None);
                 if drained {
                     tracing::info!(lane = %rec.name, "the lane's shard left the cluster and its replicas drained it: lane retired");
                     rec.retired = true;
+                    ctx.serve.remove(&rec.name);
                     if let Some(l) = ctx.lanes.remove(&rec.name) {
                         l.stop().await;
                     }
@@ -292,13 +330,14 @@ fn publish(ctx: &ClusterCtx) {
             ranges: l.view().slots,
         })
         .collect();
-    ctx.slot_map.send_if_modified(|map| {
-        if map.lanes == lanes {
+    ctx.serve.slot_map().send_if_modified(|map| {
+        if map.as_ref().is_some_and(|m| m.lanes == lanes) {
             return false;
         }
-        match SlotMap::new(map.version + 1, lanes) {
+        let version = map.as_ref().map_or(1, |m| m.version + 1);
+        match SlotMap::new(version, lanes) {
             Ok(m) => {
-                *map = m;
+                *map = Some(m);
                 true
             }
             Err(e) => {

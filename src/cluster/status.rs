@@ -25,7 +25,7 @@ pub struct ShardRow {
 
 /// A row per running lane, in creation order.
 pub fn rows(lanes: &Lanes) -> Vec<ShardRow> {
-    lanes
+    let mut rows: Vec<ShardRow> = lanes
         .list()
         .iter()
         .map(|l| {
@@ -50,5 +50,7 @@ pub fn rows(lanes: &Lanes) -> Vec<ShardRow> {
                 state,
             }
         })
-        .collect()
+        .collect();
+    rows.extend(lanes.other_rows());
+    rows
 }

@@ -14,7 +14,8 @@ use crate::link::quic;
 use crate::log::Log;
 use crate::metrics::status::{ActiveUpstream, FencedSite, UpstreamKind};
 use crate::metrics::{Health, Metrics};
-use crate::serve::peers::Peers;
+use crate::serve::cluster_port::LaneReplicas;
+use crate::serve::peers::{LaneMap, Peers};
 use crate::tasks::{Exit, Tasks};
 use crate::upstream::agent::{self as up_agent, AgentUpstreamCtx};
 use crate::upstream::redis::UpstreamCtx;
@@ -37,6 +38,10 @@ pub struct UpstreamDeps {
     pub active: Arc<RwLock<ActiveUpstream>>,
     /// Cluster mode (`upstream.cluster`): the lanes the cluster loop keeps.
     pub lanes: Option<Lanes>,
+    /// What the agent link serves downstream (lanes and slot map).
+    pub lane_map: LaneMap,
+    /// A cluster-mode region agent: each lane's replicas, for the cluster endpoint.
+    pub region: Option<LaneReplicas>,
 }
 
 /// The config file's upstream.
@@ -335,7 +340,8 @@ pub async fn run(
     deps.halt(running).await;
 }
 
-/// Cluster mode: the cluster loop follows every shard, moving lanes after failovers itself.
+/// Cluster mode: the cluster loop follows every shard, moving lanes after failovers itself
+/// (or, on a region agent, the lanes follow the site's slot map).
 /// Re-pointing is per lane and not supported yet; `POST`/`DELETE /upstream` say so.
 async fn run_cluster(
     deps: UpstreamDeps,
@@ -343,15 +349,40 @@ async fn run_cluster(
     mut cmds: mpsc::Receiver<RepointCmd>,
     shutdown: watch::Receiver<bool>,
 ) {
-    deps.set_active(cluster_active());
-    let ctx = ClusterCtx {
-        cfg: (*deps.cfg).clone(),
-        metrics: deps.metrics.clone(),
-        health: deps.health.clone(),
-        lanes,
-        slot_map: watch::channel(Default::default()).0,
+    let lanes_task = async {
+        if let (Some(replicas), Source::Agent { addr, server_name }) =
+            (deps.region.clone(), &deps.cfg.source)
+        {
+            // A cluster-mode region agent: lanes from the site's slot map.
+            deps.set_active(active(&configured(&deps.cfg), None));
+            let shared = crate::region::RegionShared {
+                serve_lanes: deps.lane_map.clone(),
+                replicas,
+                status: lanes,
+            };
+            let r = crate::region::run(
+                &deps.cfg,
+                (addr, server_name),
+                deps.metrics.clone(),
+                shared,
+                shutdown,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!("region lanes stopped: {e}");
+            }
+            return;
+        }
+        deps.set_active(cluster_active());
+        let ctx = ClusterCtx {
+            cfg: (*deps.cfg).clone(),
+            metrics: deps.metrics.clone(),
+            health: deps.health.clone(),
+            lanes,
+            serve: deps.lane_map.clone(),
+        };
+        crate::cluster::run::run_logged(ctx, shutdown).await
     };
-    let lanes_task = crate::cluster::run::run_logged(ctx, shutdown);
     tokio::pin!(lanes_task);
     let refuse = || {
         RepointError::Unusable(

@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub(crate) use fsutil::write_atomic;
 pub use reader::{join_pieces, Chunk, LogReader};
 pub use snapshot::SnapshotWriter;
 

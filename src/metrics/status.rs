@@ -360,6 +360,7 @@ pub fn max_lag_seconds(s: &Status) -> f64 {
         .iter()
         .chain(&s.agents)
         .map(|r| r.lag_seconds)
+        .chain(s.target.iter().map(|t| t.lag_seconds))
         .fold(upstream, f64::max)
 }
 

@@ -189,6 +189,23 @@ async fn stream_session(
         Ok(Some(Frame::Hello { lane, .. })) => lane.clone(),
         _ => None,
     };
+    if lane.as_deref() == Some(crate::link::control::CONTROL_LANE) {
+        // The control stream: the slot map downstream. The peer sends nothing after Hello
+        // until it has the first frame, so nothing is lost with the reader's buffer.
+        let maps = ctx.lanes.slot_map().subscribe();
+        let r = crate::link::control::serve(
+            reader.into_inner(),
+            writer.get_mut(),
+            maps,
+            ctx.link.heartbeat,
+            ctx.shutdown.clone(),
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::info!(peer = %name, addr = %remote, "control stream ended: {e}");
+        }
+        return None;
+    }
     let target = match &lane {
         None => Some((ctx.log.clone(), ctx.peers.clone())),
         Some(l) => ctx.lanes.get(l).map(|t| (t.log, t.peers)),

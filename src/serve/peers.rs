@@ -47,12 +47,20 @@ pub struct Lane {
 /// The named lanes the agent link serves, beside the standalone stream (a Hello without a
 /// lane). Lanes can be added and removed while links run; a Hello naming a lane that is not
 /// here is refused with [`crate::link::CloseCode::UnknownLane`]. Cheap to clone (shared).
+/// It also holds the slot map served on the control stream ([`crate::link::control`]).
 #[derive(Clone, Default)]
 pub struct LaneMap {
     lanes: Arc<RwLock<HashMap<String, Lane>>>,
+    slot_map: Arc<watch::Sender<Option<crate::cluster::SlotMap>>>,
 }
 
 impl LaneMap {
+    /// The slot map served to downstream agents' control streams (`None`: not cluster mode,
+    /// or not known yet).
+    pub fn slot_map(&self) -> &watch::Sender<Option<crate::cluster::SlotMap>> {
+        &self.slot_map
+    }
+
     /// Serve `lane` under `name` (replacing a lane of that name).
     pub fn insert(&self, name: &str, lane: Lane) {
         self.write().insert(name.to_string(), lane);
