@@ -345,7 +345,10 @@ impl Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
         let acked = Arc::new(Mutex::new(BTreeSet::new()));
-        let (pause, idle) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (pause, idle) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let (s, c, a) = (stop.clone(), count.clone(), acked.clone());
         let (p, id) = (pause.clone(), idle.clone());
         let handle = std::thread::spawn(move || {
@@ -464,9 +467,11 @@ impl Cluster {
                 .unwrap_or_else(|_| panic!("master_repl_offset of {port}: {v:?}"))
         };
         let want = offset(self, master);
-        wait_until(Duration::from_secs(60), "the replica has the master's stream", || {
-            offset(self, replica) >= want
-        });
+        wait_until(
+            Duration::from_secs(60),
+            "the replica has the master's stream",
+            || offset(self, replica) >= want,
+        );
         self.kill(master);
         writer.resume();
         wait_until(Duration::from_secs(60), "the replica promoted", || {
