@@ -79,7 +79,7 @@ fn scenario(kind: ServerKind, reshard: bool) {
         &lane_by_master(agent.admin_port, m_b).expect("lane of B"),
         "name",
     );
-    cluster.kill_master(m_b, r_b);
+    cluster.kill_master_caught_up(m_b, r_b, &writer);
     wait_until(
         Duration::from_secs(60),
         "lane B follows the new master",

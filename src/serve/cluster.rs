@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use crate::cluster::{key_slot, SlotMap, SlotRange};
-use crate::resp::Frame;
+use crate::resp::Reply;
 use crate::serve::{ReplicaInfo, ReplicaState};
 
 /// One region replica as cluster clients see it.
@@ -113,61 +113,62 @@ impl ClusterView {
     }
 }
 
-fn bulk(s: impl Into<String>) -> Frame {
-    Frame::Bulk(Bytes::from(s.into()))
+fn bulk(s: impl Into<String>) -> Reply {
+    Reply::Bulk(Bytes::from(s.into()))
 }
 
-fn int(n: impl TryInto<i64>) -> Frame {
-    Frame::Integer(n.try_into().unwrap_or(i64::MAX))
+fn int(n: impl TryInto<i64>) -> Reply {
+    Reply::Integer(n.try_into().unwrap_or(i64::MAX))
 }
 
-/// Answers `READONLY`, `READWRITE` and `CLUSTER …` (`args[0]` is the command name);
-/// `None` for any other command.
-pub fn handle(view: &ClusterView, args: &[Bytes]) -> Option<Frame> {
+/// Answers `READONLY`, `READWRITE` and `CLUSTER …` (`args[0]` is the command name) in the
+/// shapes Redis 7 uses (maps and verbatim text under RESP3); `None` for any other command.
+pub fn handle(view: &ClusterView, args: &[Bytes]) -> Option<Reply> {
     let name = String::from_utf8_lossy(args.first()?).to_ascii_lowercase();
     match name.as_str() {
-        "readonly" | "readwrite" => Some(Frame::Simple("OK".into())),
+        "readonly" | "readwrite" => Some(Reply::ok()),
         "cluster" => Some(cluster(view, &args[1..])),
         _ => None,
     }
 }
 
-fn cluster(view: &ClusterView, args: &[Bytes]) -> Frame {
+fn cluster(view: &ClusterView, args: &[Bytes]) -> Reply {
     let Some(sub) = args.first() else {
-        return Frame::Error("ERR wrong number of arguments for 'cluster' command".into());
+        return Reply::err("ERR wrong number of arguments for 'cluster' command");
     };
     let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
     match (sub.as_str(), args.len()) {
         ("shards", 1) => shards(view),
         ("slots", 1) => slots(view),
-        ("nodes", 1) => Frame::Bulk(Bytes::from(nodes(view))),
+        ("nodes", 1) => Reply::text(nodes(view)),
         ("myid", 1) => bulk(view.my_id.clone()),
-        ("info", 1) => Frame::Bulk(Bytes::from(info(view))),
+        ("info", 1) => Reply::text(info(view)),
         ("keyslot", 2) => int(key_slot(&args[1])),
-        ("help", 1) => Frame::Array(
+        ("help", 1) => Reply::Array(
             [
                 "CLUSTER <subcommand> (georelay read-only cluster endpoint):",
                 "SHARDS, SLOTS, NODES, MYID, INFO, KEYSLOT <key>, HELP",
             ]
             .into_iter()
-            .map(|s| Frame::Simple(s.into()))
+            .map(|s| Reply::Simple(s.into()))
             .collect(),
         ),
-        ("shards" | "slots" | "nodes" | "myid" | "info" | "keyslot" | "help", _) => Frame::Error(
+        ("shards" | "slots" | "nodes" | "myid" | "info" | "keyslot" | "help", _) => Reply::err(
             format!("ERR wrong number of arguments for 'cluster|{sub}' command"),
         ),
         _ => {
             let shown: String = sub.chars().take(64).collect();
-            Frame::Error(format!(
+            Reply::err(format!(
                 "ERR unknown subcommand '{shown}': georelay's cluster endpoint is read-only (SHARDS, SLOTS, NODES, MYID, INFO, KEYSLOT)"
             ))
         }
     }
 }
 
-/// `CLUSTER SHARDS` (Redis 7 shape; maps as flat key/value arrays).
-fn shards(view: &ClusterView) -> Frame {
-    Frame::Array(
+/// `CLUSTER SHARDS` (Redis 7 shape: a map per shard and per node; flat key/value arrays
+/// under RESP2).
+fn shards(view: &ClusterView) -> Reply {
+    Reply::Array(
         view.shards
             .iter()
             .map(|s| {
@@ -181,29 +182,20 @@ fn shards(view: &ClusterView) -> Frame {
                     .iter()
                     .enumerate()
                     .map(|(i, n)| {
-                        Frame::Array(vec![
-                            bulk("id"),
-                            bulk(n.id.clone()),
-                            bulk("port"),
-                            int(n.port),
-                            bulk("ip"),
-                            bulk(n.ip.clone()),
-                            bulk("endpoint"),
-                            bulk(n.ip.clone()),
-                            bulk("role"),
-                            bulk(if i == 0 { "master" } else { "replica" }),
-                            bulk("replication-offset"),
-                            int(n.offset),
-                            bulk("health"),
-                            bulk("online"),
+                        Reply::map(vec![
+                            ("id", bulk(n.id.clone())),
+                            ("port", int(n.port)),
+                            ("ip", bulk(n.ip.clone())),
+                            ("endpoint", bulk(n.ip.clone())),
+                            ("role", bulk(if i == 0 { "master" } else { "replica" })),
+                            ("replication-offset", int(n.offset)),
+                            ("health", bulk("online")),
                         ])
                     })
                     .collect();
-                Frame::Array(vec![
-                    bulk("slots"),
-                    Frame::Array(slots),
-                    bulk("nodes"),
-                    Frame::Array(nodes),
+                Reply::map(vec![
+                    ("slots", Reply::Array(slots)),
+                    ("nodes", Reply::Array(nodes)),
                 ])
             })
             .collect(),
@@ -211,30 +203,24 @@ fn shards(view: &ClusterView) -> Frame {
 }
 
 /// `CLUSTER SLOTS`: one entry per range of a lane with at least one connected replica.
-fn slots(view: &ClusterView) -> Frame {
-    let mut out = Vec::new();
+fn slots(view: &ClusterView) -> Reply {
+    let mut out: Vec<(u16, Reply)> = Vec::new();
     for s in view.shards.iter().filter(|s| !s.nodes.is_empty()) {
         for r in &s.ranges {
             let mut entry = vec![int(r.first), int(r.last)];
             entry.extend(s.nodes.iter().map(|n| {
-                Frame::Array(vec![
+                Reply::Array(vec![
                     bulk(n.ip.clone()),
                     int(n.port),
                     bulk(n.id.clone()),
-                    Frame::Array(Vec::new()),
+                    Reply::Array(Vec::new()),
                 ])
             }));
-            out.push(Frame::Array(entry));
+            out.push((r.first, Reply::Array(entry)));
         }
     }
-    out.sort_by_key(|e| match e {
-        Frame::Array(v) => match v.first() {
-            Some(Frame::Integer(n)) => *n,
-            _ => 0,
-        },
-        _ => 0,
-    });
-    Frame::Array(out)
+    out.sort_by_key(|(first, _)| *first);
+    Reply::Array(out.into_iter().map(|(_, e)| e).collect())
 }
 
 /// `CLUSTER NODES`: this agent (`myself`, no slots), then every connected replica.

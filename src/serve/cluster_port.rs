@@ -14,9 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::cluster::{self, ClusterView};
+use super::commands;
 use super::Replicas;
 use crate::cluster::{key_slot, SlotMap};
-use crate::resp::{self, Frame, Limits};
+use crate::resp::{self, Limits, Proto, Reply};
 
 const LIMITS: Limits = Limits {
     max_bulk: 64 * 1024,
@@ -24,6 +25,13 @@ const LIMITS: Limits = Limits {
     max_depth: 1,
     max_inline: 64 * 1024,
 };
+
+/// What one client connection of the endpoint has said so far.
+#[derive(Debug, Clone, Copy)]
+pub struct EpConn {
+    pub authed: bool,
+    pub proto: Proto,
+}
 
 /// The lanes' replica registries, by lane name (filled as lanes start).
 pub type LaneReplicas = Arc<RwLock<HashMap<String, Arc<Replicas>>>>;
@@ -84,7 +92,10 @@ async fn serve_client(
 ) -> std::io::Result<()> {
     let _ = sock.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
-    let mut authed = ep.requirepass.is_none();
+    let mut st = EpConn {
+        authed: ep.requirepass.is_none(),
+        proto: Proto::Resp2,
+    };
     let mut out = BytesMut::new();
     loop {
         let args = match resp::parse_command(&mut buf, &LIMITS) {
@@ -110,9 +121,9 @@ async fn serve_client(
         if args.is_empty() {
             continue;
         }
-        let (reply, close) = command(ep, &mut authed, &args);
+        let (reply, close) = command(ep, &mut st, &args);
         out.clear();
-        resp::encode(&reply, &mut out);
+        reply.encode(st.proto, &mut out);
         sock.write_all(&out).await?;
         if close {
             return Ok(());
@@ -121,37 +132,34 @@ async fn serve_client(
 }
 
 /// One command on the cluster port: the reply, and whether to close after it.
-pub fn command(ep: &ClusterEndpoint, authed: &mut bool, args: &[Bytes]) -> (Frame, bool) {
+pub fn command(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> (Reply, bool) {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    if !*authed && !matches!(name.as_str(), "auth" | "quit" | "hello") {
-        return (
-            Frame::Error("NOAUTH Authentication required.".into()),
-            false,
-        );
+    if !st.authed && !matches!(name.as_str(), "auth" | "quit" | "hello") {
+        return (Reply::err("NOAUTH Authentication required."), false);
     }
-    let ok = || Frame::Simple("OK".into());
+    let ok = Reply::ok;
     let reply = match name.as_str() {
         "ping" => match args.get(1) {
-            Some(m) => Frame::Bulk(m.clone()),
-            None => Frame::Simple("PONG".into()),
+            Some(m) => Reply::Bulk(m.clone()),
+            None => Reply::Simple("PONG".into()),
         },
-        "echo" if args.len() == 2 => Frame::Bulk(args[1].clone()),
+        "echo" if args.len() == 2 => Reply::Bulk(args[1].clone()),
         "quit" => return (ok(), true),
-        "auth" => auth(ep, authed, &args[1..]),
-        "hello" => hello(ep, authed, &args[1..]),
+        "auth" => auth(ep, st, &args[1..]),
+        "hello" => hello(ep, st, &args[1..]),
         "select" if args.get(1).is_some_and(|d| &d[..] == b"0") => ok(),
-        "select" => Frame::Error("ERR SELECT is not allowed in cluster mode".into()),
+        "select" => Reply::err("ERR SELECT is not allowed in cluster mode"),
         "client" => match args.get(1).map(|s| s.to_ascii_lowercase()) {
             Some(s) if s == b"setname" || s == b"setinfo" => ok(),
-            Some(s) if s == b"getname" => Frame::Null,
-            _ => Frame::Error("ERR only CLIENT SETNAME/SETINFO/GETNAME on the cluster endpoint".into()),
+            Some(s) if s == b"getname" => Reply::Null,
+            _ => Reply::err("ERR only CLIENT SETNAME/SETINFO/GETNAME on the cluster endpoint"),
         },
         // No command table here: clients read it from the replicas the slots point to.
         "command" => match args.get(1).map(|s| s.to_ascii_lowercase()) {
-            Some(s) if s == b"count" => Frame::Integer(0),
-            _ => Frame::Array(Vec::new()),
+            Some(s) if s == b"count" => Reply::Integer(0),
+            _ => Reply::Array(Vec::new()),
         },
-        "info" => Frame::Bulk(Bytes::from(
+        "info" => Reply::text(Bytes::from(
             "# Server\r\nredis_mode:cluster\r\ngeorelay:cluster-endpoint\r\n\r\n# Cluster\r\ncluster_enabled:1\r\n",
         )),
         _ => {
@@ -166,10 +174,10 @@ pub fn command(ep: &ClusterEndpoint, authed: &mut bool, args: &[Bytes]) -> (Fram
 }
 
 /// A keyed command sent here goes to the lane's reported master: `-MOVED slot ip:port`.
-fn redirect(view: &ClusterView, name: &str, args: &[Bytes]) -> Frame {
+fn redirect(view: &ClusterView, name: &str, args: &[Bytes]) -> Reply {
     let Some(key) = args.get(1) else {
         let shown: String = name.chars().take(64).collect();
-        return Frame::Error(format!(
+        return Reply::err(format!(
             "ERR unknown command '{shown}': georelay's cluster endpoint answers CLUSTER, READONLY and connection commands; read keys from the nodes CLUSTER SLOTS lists"
         ));
     };
@@ -180,69 +188,46 @@ fn redirect(view: &ClusterView, name: &str, args: &[Bytes]) -> Frame {
         .find(|s| s.ranges.iter().any(|r| r.contains(slot)))
         .and_then(|s| s.nodes.first());
     match node {
-        Some(n) => Frame::Error(format!("MOVED {slot} {}:{}", n.ip, n.port)),
-        None => Frame::Error(format!(
+        Some(n) => Reply::err(format!("MOVED {slot} {}:{}", n.ip, n.port)),
+        None => Reply::err(format!(
             "CLUSTERDOWN Hash slot {slot} is not served: no region replica of its lane is connected"
         )),
     }
 }
 
-fn auth(ep: &ClusterEndpoint, authed: &mut bool, args: &[Bytes]) -> Frame {
-    let Some(expected) = &ep.requirepass else {
-        return Frame::Error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into());
+fn auth(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> Reply {
+    let (user, pass) = match args {
+        [pass] => (&b"default"[..], pass),
+        [user, pass] => (&user[..], pass),
+        _ => return commands::arity("auth"),
     };
-    let pass = match args {
-        [p] => p,
-        [user, p] if &user[..] == b"default" => p,
-        [_, _] => {
-            return Frame::Error(
-                "WRONGPASS invalid username-password pair or user is disabled.".into(),
-            )
+    match commands::password_check(ep.requirepass.as_deref(), "default", user, pass) {
+        Ok(()) => {
+            st.authed = true;
+            Reply::ok()
         }
-        _ => return Frame::Error("ERR wrong number of arguments for 'auth' command".into()),
-    };
-    if &pass[..] == expected.as_bytes() {
-        *authed = true;
-        Frame::Simple("OK".into())
-    } else {
-        Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+        Err(e) => e,
     }
 }
 
-/// `HELLO [2 [AUTH user pass] [SETNAME n]]`: RESP2 only on this port.
-fn hello(ep: &ClusterEndpoint, authed: &mut bool, args: &[Bytes]) -> Frame {
-    if args.first().is_some_and(|v| &v[..] != b"2") {
-        return Frame::Error("NOPROTO this cluster endpoint speaks RESP2 only".into());
-    }
-    if let Some(i) = args.iter().position(|a| a.eq_ignore_ascii_case(b"auth")) {
-        match args.get(i + 1..i + 3) {
-            Some(creds) => {
-                if let e @ Frame::Error(_) = auth(ep, authed, creds) {
-                    return e;
-                }
-            }
-            None => return Frame::Error("ERR syntax error in HELLO".into()),
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`, RESP2 or RESP3, as on the replica port.
+fn hello(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> Reply {
+    let h = match commands::parse_hello(args) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if let Some((user, pass)) = h.auth {
+        if let e @ Reply::Error(_) = auth(ep, st, &[user, pass]) {
+            return e;
         }
     }
-    if !*authed {
-        return Frame::Error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
+    if !st.authed {
+        return Reply::err(commands::HELLO_NOAUTH);
     }
-    let kv = |k: &str, v: Frame| [Frame::Bulk(Bytes::from(k.to_string())), v];
-    let b = |s: &str| Frame::Bulk(Bytes::from(s.to_string()));
-    Frame::Array(
-        [
-            kv("server", b("redis")),
-            kv("version", b("7.0.0")),
-            kv("proto", Frame::Integer(2)),
-            kv("id", Frame::Integer(0)),
-            kv("mode", b("cluster")),
-            kv("role", b("master")),
-            kv("modules", Frame::Array(Vec::new())),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-    )
+    if let Some(p) = h.proto {
+        st.proto = p;
+    }
+    commands::hello_reply(st.proto, 0, "7.0.0", "cluster", "master")
 }
 
 /// The endpoint's own address as reported in `CLUSTER NODES`.
@@ -275,9 +260,15 @@ mod tests {
         }
     }
 
-    fn run(ep: &ClusterEndpoint, authed: &mut bool, words: &[&str]) -> Frame {
+    fn run(ep: &ClusterEndpoint, authed: &mut bool, words: &[&str]) -> Reply {
         let args: Vec<Bytes> = words.iter().map(|w| Bytes::from(w.to_string())).collect();
-        command(ep, authed, &args).0
+        let mut st = EpConn {
+            authed: *authed,
+            proto: Proto::Resp2,
+        };
+        let r = command(ep, &mut st, &args).0;
+        *authed = st.authed;
+        r
     }
 
     #[test]
@@ -285,19 +276,19 @@ mod tests {
         let ep = endpoint(Some("pw"));
         let mut authed = false;
         assert!(
-            matches!(run(&ep, &mut authed, &["cluster", "slots"]), Frame::Error(m) if m.starts_with("NOAUTH"))
+            matches!(run(&ep, &mut authed, &["cluster", "slots"]), Reply::Error(m) if m.starts_with("NOAUTH"))
         );
         assert!(
-            matches!(run(&ep, &mut authed, &["auth", "no"]), Frame::Error(m) if m.starts_with("WRONGPASS"))
+            matches!(run(&ep, &mut authed, &["auth", "no"]), Reply::Error(m) if m.starts_with("WRONGPASS"))
         );
         assert!(matches!(
             run(&ep, &mut authed, &["hello", "2", "auth", "default", "pw"]),
-            Frame::Array(_)
+            Reply::Map(_)
         ));
         assert!(authed);
         assert!(matches!(
             run(&ep, &mut authed, &["cluster", "slots"]),
-            Frame::Array(_)
+            Reply::Array(_)
         ));
     }
 
@@ -305,24 +296,24 @@ mod tests {
     fn connect_time_commands_and_redirects() {
         let ep = endpoint(None);
         let mut a = true;
-        assert_eq!(run(&ep, &mut a, &["PING"]), Frame::Simple("PONG".into()));
+        assert_eq!(run(&ep, &mut a, &["PING"]), Reply::Simple("PONG".into()));
         assert_eq!(
             run(&ep, &mut a, &["client", "setinfo", "lib-name", "x"]),
-            Frame::Simple("OK".into())
+            Reply::Simple("OK".into())
         );
         assert_eq!(
             run(&ep, &mut a, &["select", "0"]),
-            Frame::Simple("OK".into())
+            Reply::Simple("OK".into())
         );
         assert!(
-            matches!(run(&ep, &mut a, &["hello", "3"]), Frame::Error(m) if m.starts_with("NOPROTO"))
+            matches!(run(&ep, &mut a, &["hello", "4"]), Reply::Error(m) if m.starts_with("NOPROTO"))
         );
         // No replica connected yet: a keyed command gets CLUSTERDOWN, not a hang or a crash.
         assert!(
-            matches!(run(&ep, &mut a, &["get", "foo"]), Frame::Error(m) if m.starts_with("CLUSTERDOWN Hash slot 12182"))
+            matches!(run(&ep, &mut a, &["get", "foo"]), Reply::Error(m) if m.starts_with("CLUSTERDOWN Hash slot 12182"))
         );
         assert!(
-            matches!(run(&ep, &mut a, &["flushall"]), Frame::Error(m) if m.starts_with("ERR unknown command"))
+            matches!(run(&ep, &mut a, &["flushall"]), Reply::Error(m) if m.starts_with("ERR unknown command"))
         );
         let r = Arc::new(Replicas::default());
         r.insert(crate::serve::ReplicaInfo {
@@ -337,8 +328,16 @@ mod tests {
         ep.lanes.write().unwrap().insert("l0".into(), r);
         assert_eq!(
             run(&ep, &mut a, &["get", "foo"]),
-            Frame::Error("MOVED 12182 127.0.0.5:7001".into())
+            Reply::Error("MOVED 12182 127.0.0.5:7001".into())
         );
-        assert!(command(&ep, &mut a, &[Bytes::from("quit")]).1);
+        let mut st = EpConn {
+            authed: true,
+            proto: Proto::Resp2,
+        };
+        assert!(command(&ep, &mut st, &[Bytes::from("quit")]).1);
+        // HELLO 3 switches the connection to RESP3: CLUSTER SHARDS comes as maps.
+        let args: Vec<Bytes> = ["hello", "3"].iter().map(|w| Bytes::from(*w)).collect();
+        assert!(matches!(command(&ep, &mut st, &args).0, Reply::Map(_)));
+        assert_eq!(st.proto, Proto::Resp3);
     }
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::cluster::{LaneSlots, SlotMap};
-use crate::resp::encode;
+use crate::resp::{encode, Frame, Proto};
 
 fn map() -> SlotMap {
     let lane = |n: &str, a, b| LaneSlots {
@@ -54,9 +54,17 @@ fn view(with_l2: bool) -> ClusterView {
     )
 }
 
-fn cmd(v: &ClusterView, words: &[&str]) -> Frame {
+fn reply(v: &ClusterView, words: &[&str]) -> Reply {
     let args: Vec<Bytes> = words.iter().map(|w| Bytes::from(w.to_string())).collect();
     handle(v, &args).expect("a cluster command")
+}
+
+/// The reply as a RESP2 client reads it.
+fn cmd(v: &ClusterView, words: &[&str]) -> Frame {
+    let mut b = reply(v, words).to_bytes(Proto::Resp2);
+    crate::resp::parse_frame(&mut b, &crate::resp::Limits::default())
+        .expect("a valid reply")
+        .expect("a whole reply")
 }
 
 fn text(f: Frame) -> String {
@@ -216,4 +224,24 @@ fn before_any_slot_map_the_cluster_is_empty_and_failed() {
     let v = ClusterView::build(node_id("a"), ("127.0.0.1".into(), 1), None, |_| vec![]);
     assert_eq!(cmd(&v, &["cluster", "slots"]), Frame::Array(vec![]));
     assert!(text(cmd(&v, &["cluster", "info"])).contains("cluster_state:fail"));
+}
+
+#[test]
+fn under_resp3_shards_are_maps_and_nodes_is_verbatim_text() {
+    let v = view(true);
+    let shards = reply(&v, &["cluster", "shards"]).to_bytes(Proto::Resp3);
+    let text = String::from_utf8_lossy(&shards);
+    assert!(text.starts_with("*3\r\n%2\r\n$5\r\nslots\r\n"), "{text}");
+    assert!(
+        text.contains("$5\r\nnodes\r\n*2\r\n%7\r\n$2\r\nid\r\n"),
+        "{text}"
+    );
+    let nodes = reply(&v, &["cluster", "nodes"]).to_bytes(Proto::Resp3);
+    assert!(nodes.starts_with(b"="), "{nodes:?}");
+    assert!(nodes[..].windows(4).any(|w| w == b"txt:"));
+    let info = reply(&v, &["cluster", "info"]).to_bytes(Proto::Resp3);
+    assert!(info.starts_with(b"="), "{info:?}");
+    // SLOTS has no RESP3 types: both protocols read the same.
+    let slots = reply(&v, &["cluster", "slots"]);
+    assert_eq!(slots.to_bytes(Proto::Resp2), slots.to_bytes(Proto::Resp3));
 }

@@ -342,21 +342,111 @@ fn check_auth(
     user: &[u8],
     pass: &[u8],
 ) -> Result<Reply, Reply> {
-    let Some(expected) = ctx.requirepass.as_deref() else {
+    match password_check(ctx.requirepass.as_deref(), &ctx.username, user, pass) {
+        Ok(()) => {
+            st.authed = true;
+            st.user = ctx.username.clone();
+            Ok(Reply::ok())
+        }
+        Err(e) => {
+            tracing::warn!(peer = %st.peer, "AUTH failed on the replica port (wrong masterauth?)");
+            Err(e)
+        }
+    }
+}
+
+/// `AUTH user pass` against `requirepass` for `username`, with Redis's errors.
+pub fn password_check(
+    requirepass: Option<&str>,
+    username: &str,
+    user: &[u8],
+    pass: &[u8],
+) -> Result<(), Reply> {
+    let Some(expected) = requirepass else {
         return Err(Reply::err(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));
     };
-    if user == ctx.username.as_bytes() && pass == expected.as_bytes() {
-        st.authed = true;
-        st.user = ctx.username.clone();
-        Ok(Reply::ok())
+    if user == username.as_bytes() && pass == expected.as_bytes() {
+        Ok(())
     } else {
-        tracing::warn!(peer = %st.peer, "AUTH failed on the replica port (wrong masterauth?)");
         Err(Reply::err(
             "WRONGPASS invalid username-password pair or user is disabled.",
         ))
     }
+}
+
+/// What a `HELLO [protover [AUTH user pass] [SETNAME name]]` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// `None`: keep the connection's protocol.
+    pub proto: Option<Proto>,
+    pub auth: Option<(Bytes, Bytes)>,
+    pub name: Option<Bytes>,
+}
+
+/// Redis's reply to a HELLO on a connection that is not authenticated.
+pub const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+
+/// Parses HELLO's arguments (after the command name), with Redis's errors.
+pub fn parse_hello(args: &[Bytes]) -> Result<Hello, Reply> {
+    let mut proto = None;
+    let mut rest = args;
+    if let Some(ver) = args.first() {
+        let Some(v) = std::str::from_utf8(ver)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            return Err(Reply::err(
+                "ERR Protocol version is not an integer or out of range",
+            ));
+        };
+        proto = Some(match v {
+            2 => Proto::Resp2,
+            3 => Proto::Resp3,
+            _ => return Err(Reply::err("NOPROTO unsupported protocol version")),
+        });
+        rest = &args[1..];
+    }
+    let mut hello = Hello {
+        proto,
+        auth: None,
+        name: None,
+    };
+    let mut i = 0;
+    while i < rest.len() {
+        let opt = String::from_utf8_lossy(&rest[i]).to_ascii_lowercase();
+        match opt.as_str() {
+            "auth" if i + 2 < rest.len() => {
+                hello.auth = Some((rest[i + 1].clone(), rest[i + 2].clone()));
+                i += 3;
+            }
+            "setname" if i + 1 < rest.len() => {
+                hello.name = Some(rest[i + 1].clone());
+                i += 2;
+            }
+            _ => {
+                let shown: String = opt.chars().take(64).collect();
+                return Err(Reply::err(format!(
+                    "ERR Syntax error in HELLO option '{shown}'"
+                )));
+            }
+        }
+    }
+    Ok(hello)
+}
+
+/// HELLO's reply: a map under RESP3, a flat array under RESP2.
+pub fn hello_reply(proto: Proto, id: u64, version: &str, mode: &str, role: &str) -> Reply {
+    Reply::map(vec![
+        ("server", Reply::bulk("redis")),
+        ("version", Reply::bulk(version.to_string())),
+        ("proto", Reply::Integer(proto.number())),
+        ("id", Reply::Integer(i64::try_from(id).unwrap_or(i64::MAX))),
+        ("mode", Reply::bulk(mode.to_string())),
+        ("role", Reply::bulk(role.to_string())),
+        ("modules", Reply::Array(Vec::new())),
+    ])
 }
 
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
@@ -366,76 +456,35 @@ fn hello(
     origin: Option<&OriginRelease>,
     args: &[Bytes],
 ) -> Reply {
-    let mut proto = st.proto;
-    let mut rest = args;
-    if let Some(ver) = args.first() {
-        let Some(v) = std::str::from_utf8(ver)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-        else {
-            return Reply::err("ERR Protocol version is not an integer or out of range");
-        };
-        proto = match v {
-            2 => Proto::Resp2,
-            3 => Proto::Resp3,
-            _ => return Reply::err("NOPROTO unsupported protocol version"),
-        };
-        rest = &args[1..];
-    }
-    let mut name = None;
-    let mut auth = None;
-    let mut i = 0;
-    while i < rest.len() {
-        let opt = String::from_utf8_lossy(&rest[i]).to_ascii_lowercase();
-        match opt.as_str() {
-            "auth" if i + 2 < rest.len() => {
-                auth = Some((rest[i + 1].clone(), rest[i + 2].clone()));
-                i += 3;
-            }
-            "setname" if i + 1 < rest.len() => {
-                name = Some(rest[i + 1].clone());
-                i += 2;
-            }
-            _ => {
-                let shown: String = opt.chars().take(64).collect();
-                return Reply::err(format!("ERR Syntax error in HELLO option '{shown}'"));
-            }
-        }
-    }
-    if let Some((user, pass)) = auth {
+    let h = match parse_hello(args) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if let Some((user, pass)) = h.auth {
         if let Err(e) = check_auth(st, ctx, &user, &pass) {
             return e;
         }
     }
     if !st.authed {
-        return Reply::err(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-        );
+        return Reply::err(HELLO_NOAUTH);
     }
-    if let Some(n) = name {
+    if let Some(n) = h.name {
         if let Err(e) = tooling::valid_client_name(&n) {
             return e;
         }
         let n = String::from_utf8_lossy(&n).into_owned();
         ctx.port.clients.update(st.id, |e| e.name = n);
     }
+    let proto = h.proto.unwrap_or(st.proto);
     st.proto = proto;
     ctx.port.clients.update(st.id, |e| e.proto = proto.number());
-    Reply::map(vec![
-        ("server", Reply::bulk("redis")),
-        (
-            "version",
-            Reply::bulk(info::origin_version(origin).to_string()),
-        ),
-        ("proto", Reply::Integer(proto.number())),
-        (
-            "id",
-            Reply::Integer(i64::try_from(st.id).unwrap_or(i64::MAX)),
-        ),
-        ("mode", Reply::bulk("standalone")),
-        ("role", Reply::bulk("replica")),
-        ("modules", Reply::Array(Vec::new())),
-    ])
+    hello_reply(
+        proto,
+        st.id,
+        info::origin_version(origin),
+        "standalone",
+        "replica",
+    )
 }
 
 /// `REPLCONF <option> <value> …`; None for ACK/GETACK/FACK, which are never answered.

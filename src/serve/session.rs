@@ -71,6 +71,11 @@ impl Session {
                     return Ok(());
                 }
             };
+            // A kill that raced with this command's bytes wins: CLIENT KILL has already
+            // answered, so the killed connection must not answer anything after it.
+            if *self.reg.killed.borrow() {
+                return Err(ServeError::Dropped("closed by CLIENT KILL"));
+            }
             if args.is_empty() {
                 continue; // bare newline keepalive
             }

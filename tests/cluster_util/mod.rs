@@ -332,6 +332,9 @@ pub fn port_of(addr: &str) -> u16 {
 
 pub struct Writer {
     stop: Arc<AtomicBool>,
+    /// Set by [`Writer::pause`]: the writer stops between writes and sets `idle`.
+    pause: Arc<AtomicBool>,
+    idle: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
     acked: Arc<Mutex<BTreeSet<String>>>,
     handle: Option<std::thread::JoinHandle<Result<(), String>>>,
@@ -342,13 +345,24 @@ impl Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
         let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let (pause, idle) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let (s, c, a) = (stop.clone(), count.clone(), acked.clone());
+        let (p, id) = (pause.clone(), idle.clone());
         let handle = std::thread::spawn(move || {
             let mut client = ClusterClient::new(seeds);
             for i in 0..200_000u64 {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
+                // Paused: no write in flight until resumed (bounded by `stop`).
+                while p.load(Ordering::Relaxed) && !s.load(Ordering::Relaxed) {
+                    id.store(true, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                id.store(false, Ordering::Relaxed);
                 let key = format!("key:{i}");
                 let reply = client.cmd(&["SET", &key, &format!("value-{i}")])?;
                 if frame_text(&reply) != "OK" {
@@ -363,6 +377,8 @@ impl Writer {
         });
         Writer {
             stop,
+            pause,
+            idle,
             count,
             acked,
             handle: Some(handle),
@@ -380,6 +396,18 @@ impl Writer {
             );
             self.count.load(Ordering::Relaxed) >= target
         });
+    }
+
+    /// Stops the writer between two writes; returns once no write is in flight.
+    pub fn pause(&self) {
+        self.pause.store(true, Ordering::Relaxed);
+        wait_until(Duration::from_secs(30), "the writer pauses", || {
+            self.idle.load(Ordering::Relaxed)
+        });
+    }
+
+    pub fn resume(&self) {
+        self.pause.store(false, Ordering::Relaxed);
     }
 
     pub fn finish(mut self) -> BTreeSet<String> {
@@ -420,6 +448,32 @@ impl Cluster {
     /// SIGKILLs `master` and waits for `replica` to take over and the cluster to be ok.
     pub fn kill_master(&mut self, master: u16, replica: u16) {
         self.kill(master);
+        wait_until(Duration::from_secs(60), "the replica promoted", || {
+            self.node(replica).info_field("replication", "role") == "master"
+        });
+        self.wait_ok();
+    }
+
+    /// Like [`Cluster::kill_master`], but only once `replica` holds `master`'s whole stream,
+    /// with `writer` paused around the kill. A master killed while its replica lags takes
+    /// acknowledged writes with it, and the agent (which may hold them) must then full-sync
+    /// from the promoted replica: right, but not the failover this checks. On a busy machine a
+    /// replica lags by hundreds of writes, so the test makes the lag zero first.
+    pub fn kill_master_caught_up(&mut self, master: u16, replica: u16, writer: &Writer) {
+        writer.pause();
+        let offset = |c: &Cluster, port: u16| -> u64 {
+            let v = c.node(port).info_field("replication", "master_repl_offset");
+            v.parse()
+                .unwrap_or_else(|_| panic!("master_repl_offset of {port}: {v:?}"))
+        };
+        let want = offset(self, master);
+        wait_until(
+            Duration::from_secs(60),
+            "the replica has the master's stream",
+            || offset(self, replica) >= want,
+        );
+        self.kill(master);
+        writer.resume();
         wait_until(Duration::from_secs(60), "the replica promoted", || {
             self.node(replica).info_field("replication", "role") == "master"
         });
