@@ -339,9 +339,15 @@ fn chain(site_extra: &str, region_extra: &str) -> Chain {
 /// The chain with every labelled vector populated; returns the union of both agents'
 /// metric families (name → type).
 fn full_chain_metrics() -> std::collections::BTreeMap<String, String> {
+    // The region also applies into a target (apply mode), so the dashboard's apply panels
+    // query metrics this chain exports.
+    let target = Redis::start(&[]);
     let c = chain(
         "[log]\nsnapshot_after = \"256KiB\"\n",
-        "[serve]\ntimeout = \"3s\"\nmax_replicas = 2\n",
+        &format!(
+            "[serve]\ntimeout = \"3s\"\nmax_replicas = 2\n[target]\nredis = \"{}\"\n",
+            target.addr()
+        ),
     );
     // Snapshot refresh at the site: more than snapshot_after of stream.
     write_sets(c.master.port, 2_000, 1024, "snap");
