@@ -282,8 +282,12 @@ pub fn field_str(v: &serde_json::Value, k: &str) -> String {
         .to_string()
 }
 
+/// A number field of a `/status` row; a missing or non-numeric field fails the test (a
+/// port read as 0 would otherwise pass into the checks).
 pub fn field_u64(v: &serde_json::Value, k: &str) -> u64 {
-    v.get(k).and_then(|x| x.as_u64()).unwrap_or_default()
+    v.get(k)
+        .and_then(|x| x.as_u64())
+        .unwrap_or_else(|| panic!("/status row has no number {k:?}: {v}"))
 }
 
 pub fn key_set(maps: &[BTreeMap<String, String>]) -> BTreeSet<String> {
