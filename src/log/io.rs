@@ -125,7 +125,11 @@ impl Log {
         let log = self.clone();
         let (tx, rx) = mpsc::sync_channel(1);
         self.shared.writer.submit(Box::new(move || {
-            let _ = tx.send(f(&log));
+            let r = f(&log);
+            // The clone goes before the caller wakes: dropping the caller's last handle must
+            // release the directory lock at once (a reopen right after would see it held).
+            drop(log);
+            let _ = tx.send(r);
         }))?;
         rx.recv().map_err(|_| LogError::Stopped)
     }
