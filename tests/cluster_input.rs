@@ -14,9 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cluster_util::*;
-use support::{
-    frame_text, http_get, start_replica, wait_until, Agent, Redis, ServerKind,
-};
+use support::{frame_text, http_get, start_replica, wait_until, Agent, Redis, ServerKind};
 
 /// The `/status` `cluster` row (null before the agent answers).
 fn cluster_row(admin: u16) -> serde_json::Value {
@@ -29,17 +27,25 @@ fn cluster_row(admin: u16) -> serde_json::Value {
 fn problems(row: &serde_json::Value) -> Vec<String> {
     row["problems"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Waits until `/status` `cluster` is in `state` with a problem containing `needle`.
 fn wait_problem(agent: &Agent, state: &str, needle: &str) -> String {
     let mut last = serde_json::Value::Null;
-    wait_until(Duration::from_secs(60), "the cluster row names the problem", || {
-        last = cluster_row(agent.admin_port);
-        last["state"] == state && problems(&last).iter().any(|p| p.contains(needle))
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the cluster row names the problem",
+        || {
+            last = cluster_row(agent.admin_port);
+            last["state"] == state && problems(&last).iter().any(|p| p.contains(needle))
+        },
+    );
     let p = problems(&last)
         .into_iter()
         .find(|p| p.contains(needle))
@@ -89,9 +95,11 @@ fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
         let s = shards(agent.admin_port);
         s.len() == 3 && s.iter().all(|l| field_str(l, "state") == "streaming")
     });
-    wait_until(Duration::from_secs(30), "ready once every lane streams", || {
-        readyz(agent.admin_port) == 200
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "ready once every lane streams",
+        || readyz(agent.admin_port) == 200,
+    );
     wait_until(Duration::from_secs(30), "the cluster row says ok", || {
         let r = cluster_row(agent.admin_port);
         r["state"] == "ok" && problems(&r).is_empty()
@@ -142,14 +150,22 @@ fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
     assert!(field_str(&row, "state").starts_with("waiting: "), "{row}");
     for (name, head) in &heads_before {
         let row = lane(agent.admin_port, name);
-        assert!(field_u64(&row, "head_offset") >= *head, "lane {name} keeps its log: {row}");
+        assert!(
+            field_u64(&row, "head_offset") >= *head,
+            "lane {name} keeps its log: {row}"
+        );
     }
     let copied: Vec<BTreeMap<String, String>> =
         copy_ports.iter().map(|(_, p)| keyspace(*p)).collect();
-    assert!(copied == copied_before, "the region copies keep what they have");
-    wait_until(Duration::from_secs(10), "not ready while a lane waits", || {
-        readyz(agent.admin_port) == 503
-    });
+    assert!(
+        copied == copied_before,
+        "the region copies keep what they have"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "not ready while a lane waits",
+        || readyz(agent.admin_port) == 503,
+    );
 
     // C comes back: every lane streams again, C's with a partial resync.
     signal_pid(pid_c, "CONT");
@@ -174,7 +190,10 @@ fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
         .into_iter()
         .find(|m| owns_slot0(&cluster, *m))
         .expect("the owner of slot 0");
-    let lane_a = field_str(&lane_by_master(agent.admin_port, a).expect("lane of A"), "name");
+    let lane_a = field_str(
+        &lane_by_master(agent.admin_port, a).expect("lane of A"),
+        "name",
+    );
     for n in cluster.live() {
         let mut cl = n.client();
         assert_eq!(
@@ -189,7 +208,11 @@ fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
     let msg = wait_problem(&agent, "ok", "slots 0-99 are covered by no shard");
     assert!(msg.contains("carrying on"), "{msg}");
     let row = lane(agent.admin_port, &lane_a);
-    assert_eq!(slot_count(&row), 5461 - 100, "lane A lost slots 0-99: {row}");
+    assert_eq!(
+        slot_count(&row),
+        5461 - 100,
+        "lane A lost slots 0-99: {row}"
+    );
     // Writes to the covered slots still flow through every lane.
     let mut client = ClusterClient::new(ports.clone());
     let mut late = BTreeSet::new();
@@ -198,28 +221,40 @@ fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
         if georelay::cluster::key_slot(key.as_bytes()) < 100 {
             continue;
         }
-        let r = client.cmd(&["SET", &key, "v"]).expect("SET through the cluster");
+        let r = client
+            .cmd(&["SET", &key, "v"])
+            .expect("SET through the cluster");
         assert_eq!(frame_text(&r), "OK", "SET {key}");
         late.insert(key);
     }
     // (A master answers no GET in the slots it lost, so the copies are checked for the new
     // keys only: each one exactly once, with its value.)
-    wait_until(Duration::from_secs(90), "the new writes reach the copies", || {
-        let mut seen = BTreeMap::new();
-        for (_, p) in &copy_ports {
-            for (k, v) in keyspace(*p).into_iter().filter(|(k, _)| late.contains(k)) {
-                *seen.entry((k, v)).or_insert(0) += 1;
+    wait_until(
+        Duration::from_secs(90),
+        "the new writes reach the copies",
+        || {
+            let mut seen = BTreeMap::new();
+            for (_, p) in &copy_ports {
+                for (k, v) in keyspace(*p).into_iter().filter(|(k, _)| late.contains(k)) {
+                    *seen.entry((k, v)).or_insert(0) += 1;
+                }
             }
-        }
-        seen.len() == late.len() && seen.iter().all(|((_, v), n)| v == "v" && *n == 1)
-    });
+            seen.len() == late.len() && seen.iter().all(|((_, v), n)| v == "v" && *n == 1)
+        },
+    );
     // Nothing lost on the way, and no lane full-synced after its first sync.
     for (name, _) in &sources {
         let full = agent.metric("georelay_upstream_full_syncs_total", &[("shard", name)]);
         assert!(full <= 1.0, "lane {name}: {full} full syncs");
     }
-    let partial = agent.metric("georelay_upstream_partial_syncs_total", &[("shard", &lane_c)]);
-    assert!(partial >= 1.0, "lane {lane_c} resumed with PSYNC: {partial}");
+    let partial = agent.metric(
+        "georelay_upstream_partial_syncs_total",
+        &[("shard", &lane_c)],
+    );
+    assert!(
+        partial >= 1.0,
+        "lane {lane_c} resumed with PSYNC: {partial}"
+    );
 }
 
 /// Whether the master on `port` owns slot 0 (`CLUSTER SLOTS` as it sees itself).
@@ -238,7 +273,10 @@ fn a_standalone_seed_stops_the_first_start_with_one_line() {
     let work = tempfile::tempdir().expect("tempdir");
     let base = free_port_block(3);
     let cfg = site_config(&[standalone.addr()], base, "")
-        .replace("{data_dir}", &work.path().join("data").display().to_string())
+        .replace(
+            "{data_dir}",
+            &work.path().join("data").display().to_string(),
+        )
         .replace("{redis_port}", &support::free_port().to_string())
         .replace("{admin_port}", &support::free_port().to_string());
     let (cfg_path, log_path) = (work.path().join("site.toml"), work.path().join("site.log"));
@@ -279,10 +317,7 @@ fn refused_credentials_are_an_auth_error() {
     ]);
     let base = free_port_block(3);
     let seeds = [node.addr()];
-    for (extra, reply) in [
-        ("password = \"wrong-secret\"", "WRONGPASS"),
-        ("", "NOAUTH"),
-    ] {
+    for (extra, reply) in [("password = \"wrong-secret\"", "WRONGPASS"), ("", "NOAUTH")] {
         let agent = Agent::start(&site_config(&seeds, base, extra));
         let msg = wait_problem(&agent, "auth_failed", "refused the credentials");
         assert!(
@@ -291,7 +326,10 @@ fn refused_credentials_are_an_auth_error() {
                 && msg.contains("check upstream.username and upstream.password"),
             "{msg}"
         );
-        assert!(!msg.contains("right-secret") && !msg.contains("wrong-secret"), "{msg}");
+        assert!(
+            !msg.contains("right-secret") && !msg.contains("wrong-secret"),
+            "{msg}"
+        );
         assert_eq!(readyz(agent.admin_port), 503);
         // Still up and retrying.
         std::thread::sleep(Duration::from_millis(700));
@@ -320,7 +358,10 @@ fn redirections_and_garbage_on_the_discovery_connection() {
     let agent = Agent::start(&site_config(&seeds, free_port_block(3), ""));
     let msg = wait_problem(&agent, "unreachable", "redirected (MOVED 3999");
     assert!(msg.contains("redirected (ASK 3999"), "{msg}");
-    assert!(msg.contains(&garbage.addr()) && msg.contains("malformed"), "{msg}");
+    assert!(
+        msg.contains(&garbage.addr()) && msg.contains("malformed"),
+        "{msg}"
+    );
     assert!(
         msg.contains("the discovery connection does not follow redirections"),
         "{msg}"
@@ -330,7 +371,14 @@ fn redirections_and_garbage_on_the_discovery_connection() {
     wait_until(Duration::from_secs(30), "the agent asks again", || {
         moved.commands.lock().unwrap().len() > asked
     });
-    assert_eq!(http_get(agent.admin_port, "/healthz").map(|r| r.0), Some(200));
-    assert_eq!(target.connections.load(Ordering::Relaxed), 0, "a redirection was followed");
+    assert_eq!(
+        http_get(agent.admin_port, "/healthz").map(|r| r.0),
+        Some(200)
+    );
+    assert_eq!(
+        target.connections.load(Ordering::Relaxed),
+        0,
+        "a redirection was followed"
+    );
     assert!(!agent.log_text().contains("panicked"));
 }

@@ -38,7 +38,10 @@ fn copies(lanes: &[serde_json::Value]) -> Vec<(String, Redis)> {
 
 /// The ports of the replicas attached to the node on `port` (`INFO replication` slaveN).
 fn attached(cluster: &Cluster, port: u16) -> BTreeSet<u16> {
-    let text = cluster.node(port).client().cmd_str(&["INFO", "replication"]);
+    let text = cluster
+        .node(port)
+        .client()
+        .cmd_str(&["INFO", "replication"]);
     text.lines()
         .filter(|l| l.starts_with("slave") && l.contains("port="))
         .filter_map(|l| {
@@ -69,14 +72,18 @@ fn read_from_replica_leaves_the_masters_alone() {
     // Each lane follows its shard's replica (once gossip reports it online: until then the
     // lane waits rather than cost the master a fork), and only the replica serves it.
     let replica_ports: BTreeSet<u16> = replica_of.iter().map(|(_, r)| *r).collect();
-    wait_until(Duration::from_secs(60), "every lane follows a replica", || {
-        let s = shards(agent.admin_port);
-        s.len() == 3
-            && s.iter().all(|l| {
-                field_str(l, "state") == "streaming"
-                    && replica_ports.contains(&port_of(&field_str(l, "upstream")))
-            })
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "every lane follows a replica",
+        || {
+            let s = shards(agent.admin_port);
+            s.len() == 3
+                && s.iter().all(|l| {
+                    field_str(l, "state") == "streaming"
+                        && replica_ports.contains(&port_of(&field_str(l, "upstream")))
+                })
+        },
+    );
     let lanes = streaming(&agent, 3);
     let mut sources = Vec::new();
     for l in &lanes {
@@ -86,9 +93,11 @@ fn read_from_replica_leaves_the_masters_alone() {
             .find(|(_, r)| *r == up)
             .unwrap_or_else(|| panic!("lane upstream {up} is not a replica: {l}"));
         let lane_port = field_u64(l, "replica_port") as u16;
-        wait_until(Duration::from_secs(30), "the replica serves the lane", || {
-            attached(&cluster, replica).contains(&lane_port)
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "the replica serves the lane",
+            || attached(&cluster, replica).contains(&lane_port),
+        );
         sources.push((field_str(l, "name"), master));
     }
     let agent_ports: BTreeSet<u16> = lanes
@@ -97,10 +106,19 @@ fn read_from_replica_leaves_the_masters_alone() {
         .collect();
     for m in &masters {
         let on_master = attached(&cluster, *m);
-        assert_eq!(on_master.len(), 1, "master {m}: only its cluster replica: {on_master:?}");
-        assert!(on_master.is_disjoint(&agent_ports), "master {m} serves an agent lane");
         assert_eq!(
-            cluster.node(*m).info_field("replication", "connected_slaves"),
+            on_master.len(),
+            1,
+            "master {m}: only its cluster replica: {on_master:?}"
+        );
+        assert!(
+            on_master.is_disjoint(&agent_ports),
+            "master {m} serves an agent lane"
+        );
+        assert_eq!(
+            cluster
+                .node(*m)
+                .info_field("replication", "connected_slaves"),
             "1"
         );
     }

@@ -100,7 +100,9 @@ async fn read_topology(
 ) -> Result<(Topology, bool), Fail> {
     let mut conn = open(addr, cfg, tls).await?;
     let io = |e: String| Fail::Transient(format!("{addr}: {e}"));
-    let reply = call(&mut conn, &[b"CLUSTER", b"SHARDS"]).await.map_err(io)?;
+    let reply = call(&mut conn, &[b"CLUSTER", b"SHARDS"])
+        .await
+        .map_err(io)?;
     let topo = match topology::parse_shards(&reply) {
         Ok(t) => t,
         Err(TopologyError::ShardsUnsupported(_)) => {

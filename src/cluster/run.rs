@@ -187,7 +187,8 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
                 tracing::debug!("a lane lost its upstream: reading the topology now");
             }
         }
-        let row = match discover::discover(&cl.seeds, &known, &ctx.cfg.upstream, tls.as_ref()).await {
+        let row = match discover::discover(&cl.seeds, &known, &ctx.cfg.upstream, tls.as_ref()).await
+        {
             Ok(d) => {
                 known = d.addrs.clone();
                 let before = reg.clone();

@@ -88,7 +88,15 @@ pub fn render(cluster: Option<&ClusterRow>, rows: &[ShardRow]) -> String {
         return out;
     }
     let mut table = vec![[
-        "LANE", "SLOTS", "PORT", "UPSTREAM", "STATE", "HEAD", "DURABLE", "LAG BYTES", "LAG S",
+        "LANE",
+        "SLOTS",
+        "PORT",
+        "UPSTREAM",
+        "STATE",
+        "HEAD",
+        "DURABLE",
+        "LAG BYTES",
+        "LAG S",
     ]
     .map(String::from)];
     for r in rows {
@@ -100,7 +108,13 @@ pub fn render(cluster: Option<&ClusterRow>, rows: &[ShardRow]) -> String {
         let ranges: Vec<String> = r
             .slots
             .iter()
-            .map(|[a, b]| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .map(|[a, b]| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
             .collect();
         let slots = if ranges.is_empty() {
             "-".to_string()
@@ -116,7 +130,11 @@ pub fn render(cluster: Option<&ClusterRow>, rows: &[ShardRow]) -> String {
             name,
             slots,
             r.replica_port.to_string(),
-            if r.upstream.is_empty() { "-".into() } else { r.upstream.clone() },
+            if r.upstream.is_empty() {
+                "-".into()
+            } else {
+                r.upstream.clone()
+            },
             r.state.clone(),
             r.head_offset.to_string(),
             r.durable_offset.to_string(),
@@ -176,7 +194,15 @@ mod tests {
         assert_eq!(lines[0], "cluster fail (read from 127.0.0.1:7000)");
         assert!(lines[1].contains("cluster_state:fail"), "{text}");
         assert!(lines[2].starts_with("LANE"), "{text}");
-        for col in ["SLOTS", "PORT", "UPSTREAM", "HEAD", "DURABLE", "LAG BYTES", "LAG S"] {
+        for col in [
+            "SLOTS",
+            "PORT",
+            "UPSTREAM",
+            "HEAD",
+            "DURABLE",
+            "LAG BYTES",
+            "LAG S",
+        ] {
             assert!(lines[2].contains(col), "{col} in {text}");
         }
         assert!(lines[3].contains("a1 (a1-alias)"), "{text}");
@@ -184,7 +210,10 @@ mod tests {
         for v in ["7101", "127.0.0.1:7000", "1234", "1200", "34", "0.250"] {
             assert!(lines[3].contains(v), "{v} in {text}");
         }
-        assert!(lines[4].contains("waiting: the shard's master is gone"), "{text}");
+        assert!(
+            lines[4].contains("waiting: the shard's master is gone"),
+            "{text}"
+        );
         assert_eq!(render(None, &[]), "");
     }
 }

@@ -90,7 +90,9 @@ impl Shard {
                 return Ok(r);
             }
             if self.nodes.iter().any(|n| !n.master && n.syncing) {
-                return Err("the shard's replica is still syncing (upstream.read_from = \"replica\")");
+                return Err(
+                    "the shard's replica is still syncing (upstream.read_from = \"replica\")",
+                );
             }
         }
         self.master()

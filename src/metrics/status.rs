@@ -342,7 +342,10 @@ pub fn render_table(s: &Status) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    out.push_str(&crate::cluster::status::render(s.cluster.as_ref(), &s.shards));
+    out.push_str(&crate::cluster::status::render(
+        s.cluster.as_ref(),
+        &s.shards,
+    ));
     out
 }
 

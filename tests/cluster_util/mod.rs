@@ -57,7 +57,9 @@ impl Cluster {
         for n in nodes.iter().flatten() {
             args.push(n.addr());
         }
-        args.extend(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"].map(String::from));
+        args.extend(
+            ["--cluster-replicas", &replicas.to_string(), "--cluster-yes"].map(String::from),
+        );
         let out = Command::new("redis-cli")
             .args(&args)
             .output()
