@@ -86,7 +86,7 @@ struct Bound {
 
 /// Runs an agent until SIGTERM or SIGINT, or until a task ends by itself (an error).
 pub async fn run(cfg: Config) -> Result<(), AppError> {
-    let core = open(cfg)?;
+    let core = open(cfg).await?;
     let bound = bind(&core.cfg).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Tasks::new();
@@ -125,16 +125,8 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
 }
 
 /// Opens the log and builds the metrics and shared tables.
-fn open(cfg: Config) -> Result<Core, AppError> {
-    let log = Log::open(LogConfig {
-        dir: cfg.data_dir.clone(),
-        segment_bytes: cfg.log.segment_bytes,
-        max_bytes: cfg.log.max_bytes,
-        max_age: cfg.log.max_age,
-        fsync: cfg.log.fsync,
-        snapshot_after_bytes: cfg.log.snapshot_after,
-        keep_page_cache: cfg.log.keep_page_cache,
-    })?;
+async fn open(cfg: Config) -> Result<Core, AppError> {
+    let log = Log::open_async(LogConfig::new(cfg.data_dir.clone(), &cfg.log)).await?;
     let status = log.status();
     tracing::info!(
         name = %cfg.name,

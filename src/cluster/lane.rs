@@ -34,8 +34,6 @@ pub enum LaneError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("lane {0}: opening its log was cancelled")]
-    Cancelled(String),
     #[error("lane {0}: TLS towards the cluster: {1}")]
     Tls(String, String),
 }
@@ -78,18 +76,8 @@ impl Lane {
     ) -> Result<Arc<Lane>, LaneError> {
         let lane = rec.name.clone();
         let dir = cfg.data_dir.join("lanes").join(&rec.name);
-        let log_cfg = LogConfig {
-            dir,
-            segment_bytes: cfg.log.segment_bytes,
-            max_bytes: cfg.log.max_bytes,
-            max_age: cfg.log.max_age,
-            fsync: cfg.log.fsync,
-            snapshot_after_bytes: cfg.log.snapshot_after,
-            keep_page_cache: cfg.log.keep_page_cache,
-        };
-        let log = tokio::task::spawn_blocking(move || Log::open(log_cfg))
+        let log = Log::open_async(LogConfig::new(dir, &cfg.log))
             .await
-            .map_err(|_| LaneError::Cancelled(lane.clone()))?
             .map_err(|source| LaneError::Log {
                 lane: lane.clone(),
                 source,

@@ -13,6 +13,7 @@
 //! function in a new file that takes the raw section and the problem list.
 
 mod admin;
+mod client;
 pub mod cluster;
 mod link;
 mod listen;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::problems::{host_of, is_host_port, Problems};
+use super::client::{self, RawAuth, RawClientTls};
+use super::problems::{is_host_port, Problems};
 use crate::redistls::ClientTls;
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,36 +104,16 @@ pub(super) fn validate_target(
             TargetEndpoint::Redis(String::new())
         }
     };
-    let password = match (raw.password, raw.password_file) {
-        (Some(_), Some(_)) => {
-            problems.bad(
-                "target.password_file",
-                "set either target.password or target.password_file, not both",
-            );
-            None
-        }
-        (Some(p), None) => Some(p),
-        (None, Some(f)) => {
-            let f = base.join(f);
-            match std::fs::read_to_string(&f) {
-                Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => {
-                    problems.bad(
-                        "target.password_file",
-                        format!("cannot read {}: {e}", f.display()),
-                    );
-                    None
-                }
-            }
-        }
-        (None, None) => None,
-    };
-    if raw.username.is_some() && password.is_none() {
-        problems.bad(
-            "target.username",
-            "needs target.password or target.password_file",
-        );
-    }
+    let password = client::password(
+        "target",
+        RawAuth {
+            username: raw.username.as_deref(),
+            password: raw.password,
+            password_file: raw.password_file,
+        },
+        base,
+        problems,
+    );
     let mut databases = BTreeMap::new();
     for (from, to) in raw.databases.unwrap_or_default() {
         match from.parse::<u32>() {
@@ -164,30 +145,23 @@ pub(super) fn validate_target(
             OnUnknown::Stop
         }
     };
-    let tls = raw.tls.unwrap_or(false).then(|| {
-        let ca = problems.readable("target.tls_ca", base, raw.tls_ca);
-        if ca.is_none() {
-            problems.bad("target.tls_ca", "is required with target.tls = true");
-        }
-        let cert = problems.readable("target.tls_cert", base, raw.tls_cert);
-        let key = problems.readable("target.tls_key", base, raw.tls_key);
-        if cert.is_some() != key.is_some() {
-            problems.bad(
-                "target.tls_key",
-                "set both target.tls_cert and target.tls_key, or neither",
-            );
-        }
-        let first = match &endpoint {
-            TargetEndpoint::Redis(a) => a.clone(),
-            TargetEndpoint::Cluster(s) => s.first().cloned().unwrap_or_default(),
-        };
-        ClientTls {
-            ca: ca.unwrap_or_default(),
-            cert,
-            key,
-            server_name: raw.tls_server_name.unwrap_or_else(|| host_of(&first)),
-        }
-    });
+    let first = match &endpoint {
+        TargetEndpoint::Redis(a) => a.clone(),
+        TargetEndpoint::Cluster(s) => s.first().cloned().unwrap_or_default(),
+    };
+    let tls = client::client_tls(
+        "target",
+        RawClientTls {
+            tls: raw.tls,
+            ca: raw.tls_ca,
+            cert: raw.tls_cert,
+            key: raw.tls_key,
+            server_name: raw.tls_server_name,
+        },
+        &first,
+        base,
+        problems,
+    );
     Some(TargetConfig {
         endpoint,
         username: raw.username,

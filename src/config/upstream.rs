@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::problems::{host_of, is_host_port, Problems};
+use super::client::{self, RawAuth, RawClientTls};
+use super::problems::{is_host_port, Problems};
 use super::{AckPolicy, UpstreamConfig};
 use crate::redistls::ClientTls;
 
@@ -76,36 +77,16 @@ pub(super) fn validate_upstream(
     };
     let has_credentials =
         raw.username.is_some() || raw.password.is_some() || raw.password_file.is_some();
-    let password = match (raw.password, raw.password_file) {
-        (Some(_), Some(_)) => {
-            problems.bad(
-                "upstream.password_file",
-                "set either upstream.password or upstream.password_file, not both",
-            );
-            None
-        }
-        (Some(p), None) => Some(p),
-        (None, Some(f)) => {
-            let f = base.join(f);
-            match std::fs::read_to_string(&f) {
-                Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => {
-                    problems.bad(
-                        "upstream.password_file",
-                        format!("cannot read {}: {e}", f.display()),
-                    );
-                    None
-                }
-            }
-        }
-        (None, None) => None,
-    };
-    if raw.username.is_some() && password.is_none() {
-        problems.bad(
-            "upstream.username",
-            "needs upstream.password or upstream.password_file",
-        );
-    }
+    let password = client::password(
+        "upstream",
+        RawAuth {
+            username: raw.username.as_deref(),
+            password: raw.password,
+            password_file: raw.password_file,
+        },
+        base,
+        problems,
+    );
     let announce_version = raw.announce_version.filter(|v| !v.is_empty());
     if let Some(v) = &announce_version {
         let parts: Vec<&str> = v.split('.').collect();
@@ -139,28 +120,19 @@ pub(super) fn validate_upstream(
     }
     // With an agent upstream, `ack = "remote"` applies once a re-point (`POST /upstream`) makes
     // the upstream a Redis master, as after a switchover.
-    let tls = if raw.tls.unwrap_or(false) {
-        let ca = problems.readable("upstream.tls_ca", base, raw.tls_ca);
-        if ca.is_none() {
-            problems.bad("upstream.tls_ca", "is required with upstream.tls = true");
-        }
-        let cert = problems.readable("upstream.tls_cert", base, raw.tls_cert);
-        let key = problems.readable("upstream.tls_key", base, raw.tls_key);
-        if cert.is_some() != key.is_some() {
-            problems.bad(
-                "upstream.tls_key",
-                "set both upstream.tls_cert and upstream.tls_key, or neither",
-            );
-        }
-        Some(ClientTls {
-            ca: ca.unwrap_or_default(),
-            cert,
-            key,
-            server_name: raw.tls_server_name.unwrap_or_else(|| host_of(&redis)),
-        })
-    } else {
-        None
-    };
+    let tls = client::client_tls(
+        "upstream",
+        RawClientTls {
+            tls: raw.tls,
+            ca: raw.tls_ca,
+            cert: raw.tls_cert,
+            key: raw.tls_key,
+            server_name: raw.tls_server_name,
+        },
+        &redis,
+        base,
+        problems,
+    );
     Upstream {
         redis: UpstreamConfig {
             redis,

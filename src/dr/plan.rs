@@ -112,44 +112,14 @@ pub fn check(
     if origin.role != "master" {
         return Err(format!("the origin is not a master (role {})", origin.role));
     }
-    if site.upstream.kind != UpstreamKind::Redis || !site.upstream.connected {
-        return Err(format!(
-            "agent A ({}) does not stream from a Redis master (upstream {} {}, {})",
-            site.node,
-            site.upstream.kind.as_str(),
-            site.upstream.addr,
-            if site.upstream.connected {
-                "connected"
-            } else {
-                "down"
-            }
-        ));
-    }
-    if site.log.replid != origin.replid {
-        return Err(format!(
-            "agent A's log is on replid {}, the origin on {}",
-            site.log.replid, origin.replid
-        ));
-    }
-    if region.upstream.kind != UpstreamKind::Agent || !region.upstream.connected {
-        return Err(format!(
-            "agent B ({}) does not stream from an agent (upstream {} {}, {})",
-            region.node,
-            region.upstream.kind.as_str(),
-            region.upstream.addr,
-            if region.upstream.connected {
-                "connected"
-            } else {
-                "down"
-            }
-        ));
-    }
-    if region.log.replid != origin.replid {
-        return Err(format!(
-            "agent B's log is on replid {}, the origin on {}",
-            region.log.replid, origin.replid
-        ));
-    }
+    streams_from(
+        "A",
+        site,
+        UpstreamKind::Redis,
+        "a Redis master",
+        &origin.replid,
+    )?;
+    streams_from("B", region, UpstreamKind::Agent, "an agent", &origin.replid)?;
     if region.upstream.lag_seconds > max_lag.as_secs_f64() {
         return Err(format!(
             "agent B lags {:.3}s behind A (bound {:.3}s)",
@@ -173,6 +143,34 @@ pub fn check(
         region_name: region.node.clone(),
         site_replica: reachable(&site.replica_addr, site_base),
     })
+}
+
+/// Agent `who` streams from an upstream of `kind` (`what`, for the message), connected, and
+/// its log is on the origin's `replid`.
+fn streams_from(
+    who: &str,
+    agent: &Status,
+    kind: UpstreamKind,
+    what: &str,
+    replid: &str,
+) -> Result<(), Refusal> {
+    let up = &agent.upstream;
+    if up.kind != kind || !up.connected {
+        let state = if up.connected { "connected" } else { "down" };
+        return Err(format!(
+            "agent {who} ({}) does not stream from {what} (upstream {} {}, {state})",
+            agent.node,
+            up.kind.as_str(),
+            up.addr,
+        ));
+    }
+    if agent.log.replid != replid {
+        return Err(format!(
+            "agent {who}'s log is on replid {}, the origin on {replid}",
+            agent.log.replid
+        ));
+    }
+    Ok(())
 }
 
 /// The promote target is an online replica of agent B under `replid`.

@@ -66,6 +66,22 @@ pub struct LogConfig {
     pub keep_page_cache: bool,
 }
 
+impl LogConfig {
+    /// The log in `dir`, with the budget, segment size, fsync policy and snapshot threshold of
+    /// the `[log]` section (the node's log and every lane's log are built here).
+    pub fn new(dir: PathBuf, s: &crate::config::LogSettings) -> LogConfig {
+        LogConfig {
+            dir,
+            segment_bytes: s.segment_bytes,
+            max_bytes: s.max_bytes,
+            max_age: s.max_age,
+            fsync: s.fsync,
+            snapshot_after_bytes: s.snapshot_after,
+            keep_page_cache: s.keep_page_cache,
+        }
+    }
+}
+
 /// One replid switch: `replid` names the stream from offset `start` on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {

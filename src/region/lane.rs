@@ -72,18 +72,7 @@ pub async fn start(
     port: u16,
 ) -> Result<Vec<JoinHandle<()>>, RegionError> {
     let cfg = &ctx.cfg;
-    let lcfg = LogConfig {
-        dir: ctx.lanes_dir.join(name),
-        segment_bytes: cfg.log.segment_bytes,
-        max_bytes: cfg.log.max_bytes,
-        max_age: cfg.log.max_age,
-        fsync: cfg.log.fsync,
-        snapshot_after_bytes: cfg.log.snapshot_after,
-        keep_page_cache: cfg.log.keep_page_cache,
-    };
-    let log = tokio::task::spawn_blocking(move || Log::open(lcfg))
-        .await
-        .map_err(|e| RegionError::Task(e.to_string()))??;
+    let log = Log::open_async(LogConfig::new(ctx.lanes_dir.join(name), &cfg.log)).await?;
     let metrics = ctx.metrics.new_lane(&cfg.name, name)?;
     let health = Health::new();
     let addr = std::net::SocketAddr::new(cfg.listen_redis.ip(), port);
