@@ -64,11 +64,16 @@ fn sigkill_at_random_points_loses_no_acknowledged_byte() {
     ));
     let replica = start_replica(&agent.addr(), &[]);
     let port = master.port;
-    let total = 40_000 * u64::from(kills.max(10)) / 10;
+    // The writer runs until the kills are over (so every kill lands on a streaming agent that
+    // acknowledges), bounded by a total it cannot exceed.
+    let cap = 160_000 * u64::from(kills.max(10)) / 10;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_w = std::sync::Arc::clone(&stop);
     let writer = std::thread::spawn(move || {
         let step = 2_000;
+        let total = cap;
         let mut i = 0;
-        while i < total {
+        while i < total && !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
             write_mixed(port, i, (i + step).min(total), "crash");
             i += step;
             std::thread::sleep(Duration::from_millis(20));
@@ -100,6 +105,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_byte() {
         checked >= kills / 2,
         "only {checked} of {kills} kills had an acknowledged offset to check"
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().expect("writer");
     wait_until(LONG, "the agent streams again", || {
         agent.metric("georelay_upstream_connected", &[]) == 1.0

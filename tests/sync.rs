@@ -23,6 +23,10 @@ fn convergence_with_replicas_attaching_and_detaching() {
     write_mixed(master.port, 0, 50_000, "a");
     let r2 = start_replica(&agent.addr(), &[]);
     write_mixed(master.port, 50_000, 100_000, "a");
+    // r1 must hold a synced master link before it is broken, or there is nothing to resume.
+    wait_until(LONG, "r1 reports master_link_status:up", || {
+        replica_synced(&r1)
+    });
     // Break r1's link: it comes back with a partial sync from its cached master.
     r1.client().cmd(&["CLIENT", "KILL", "TYPE", "master"]);
     write_mixed(master.port, 100_000, 150_000, "a");

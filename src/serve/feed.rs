@@ -360,7 +360,8 @@ async fn check_rdb_version(
     ))
 }
 
-/// Sends `\n` once a second until the log has a snapshot to serve.
+/// Sends `\n` once a second until the log has a snapshot to serve; wakes at once when the
+/// log starts its first epoch.
 async fn wait_for_snapshot(
     wr: &mut OwnedWriteHalf,
     ctx: &ServeCtx,
@@ -377,6 +378,9 @@ async fn wait_for_snapshot(
         wr.write_all(b"\n").await?;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            r = epoch_rx.changed() => if r.is_err() {
+                return Err(ServeError::Dropped("the log is closing"));
+            },
             _ = shutdown.changed() => return Err(ServeError::Dropped("shutting down")),
         }
     }
