@@ -7,6 +7,8 @@
 
 #[path = "apply/dataset.rs"]
 mod dataset;
+#[path = "apply/resume.rs"]
+mod resume;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,30 +166,18 @@ fn redis70_into_redis62_is_exact_after_20_kills_and_a_restart_reapplies_nothing(
     wait_until(LONG, "the applier streams", || {
         row_field(&agent, "state").as_deref() == Some("streaming")
     });
-    for name in [
-        "georelay_apply_full_syncs_total",
-        "georelay_apply_keys_loaded_total",
-        "georelay_apply_commands_total",
-    ] {
-        assert_eq!(
-            agent.metric(name, &[("shard", "main")]),
-            0.0,
-            "{name} after a restart"
-        );
-    }
-    for _ in 0..5 {
-        oc.cmd(&["INCR", "cnt:0"]);
-    }
-    agent.wait_metric(
-        "georelay_apply_commands_total",
-        &[("shard", "main")],
+    resume::assert_nothing_reapplied(&agent, "main");
+    resume::assert_applies_exactly(
+        &agent,
+        "main",
+        5.0,
         LONG,
-        |v| v >= 5.0,
-    );
-    wait_applied(&agent, &origin);
-    assert_eq!(
-        agent.metric("georelay_apply_commands_total", &[("shard", "main")]),
-        5.0
+        || {
+            for _ in 0..5 {
+                oc.cmd(&["INCR", "cnt:0"]);
+            }
+        },
+        || wait_applied(&agent, &origin),
     );
     assert_eq!(int(&mut tc, &["GET", "cnt:0"]), counters[0] + 5);
     assert_eq!(

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::checkpoint::{replid_at, Checkpoint};
 use super::run::Session;
+use super::sink::Sink;
 use super::stream::{Batch, Batcher, Op};
 use super::txn::{Refusal, Verdict};
 use super::ApplyError;
@@ -16,68 +17,65 @@ const MAX_BATCH_COMMANDS: usize = 1000;
 const MAX_BATCH_BYTES: usize = 4 << 20;
 const READ_MAX: usize = 256 * 1024;
 
-impl Session<'_> {
-    /// Applies the log from `from` on until shutdown or an error.
-    pub(super) fn follow(&mut self, from: u64) -> Result<(), ApplyError> {
-        let ctx = self.ctx;
-        let cluster = matches!(ctx.target.endpoint, TargetEndpoint::Cluster(_));
-        let map = ctx.target.databases.clone();
-        let mut batcher = Batcher::new(from, move |db| {
-            let to = map.get(&db).copied().unwrap_or(db);
-            if cluster && to != 0 {
-                return Err(ApplyError::Database {
-                    db,
-                    why: "a cluster target has database 0 only (map it with target.databases)"
-                        .into(),
-                    offset: 0,
-                });
-            }
-            Ok(to)
-        });
-        let mut reader = ctx.log.reader(from)?;
-        let mut head = ctx.log.subscribe_head();
-        ctx.view.update(|r| {
-            r.state = "streaming".into();
-            r.error.clear();
-        });
-        let mut applied = from.saturating_sub(1);
-        while !ctx.stopping() {
-            head.borrow_and_update();
-            while batcher.pending() < MAX_BATCH_COMMANDS
-                && batcher.pending_bytes() < MAX_BATCH_BYTES
-            {
-                match reader.try_next(READ_MAX)? {
-                    Some(c) => batcher.feed(c.offset, &c.data)?,
-                    None => break,
-                }
-            }
-            if let Some(batch) = batcher.take() {
-                applied = batch.end;
-                self.apply(batch)?;
-                continue;
-            }
-            if batcher.pending() >= MAX_BATCH_COMMANDS || batcher.pending_bytes() >= MAX_BATCH_BYTES
-            {
-                // A source transaction larger than a batch: read on until its EXEC.
-                if let Some(c) = reader.try_next(READ_MAX)? {
-                    batcher.feed(c.offset, &c.data)?;
-                    continue;
-                }
-            }
-            ctx.set_applied(applied);
-            let mut shutdown = ctx.shutdown.clone();
-            self.rt.block_on(async {
-                tokio::select! {
-                    _ = head.changed() => {}
-                    _ = shutdown.wait_for(|s| *s) => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+/// Applies the log from `from` on until shutdown or an error.
+pub(super) fn follow(s: &mut impl Sink, from: u64) -> Result<(), ApplyError> {
+    let ctx = s.ctx().clone();
+    let ctx = &ctx;
+    let cluster = matches!(ctx.target.endpoint, TargetEndpoint::Cluster(_));
+    let map = ctx.target.databases.clone();
+    let mut batcher = Batcher::new(from, move |db| {
+        let to = map.get(&db).copied().unwrap_or(db);
+        if cluster && to != 0 {
+            return Err(ApplyError::Database {
+                db,
+                why: "a cluster target has database 0 only (map it with target.databases)".into(),
+                offset: 0,
             });
         }
-        Ok(())
+        Ok(to)
+    });
+    let mut reader = ctx.log.reader(from)?;
+    let mut head = ctx.log.subscribe_head();
+    ctx.view.update(|r| {
+        r.state = "streaming".into();
+        r.error.clear();
+    });
+    let mut applied = from.saturating_sub(1);
+    while !ctx.stopping() {
+        head.borrow_and_update();
+        while batcher.pending() < MAX_BATCH_COMMANDS && batcher.pending_bytes() < MAX_BATCH_BYTES {
+            match reader.try_next(READ_MAX)? {
+                Some(c) => batcher.feed(c.offset, &c.data)?,
+                None => break,
+            }
+        }
+        if let Some(batch) = batcher.take() {
+            applied = batch.end;
+            s.apply(batch)?;
+            continue;
+        }
+        if batcher.pending() >= MAX_BATCH_COMMANDS || batcher.pending_bytes() >= MAX_BATCH_BYTES {
+            // A source transaction larger than a batch: read on until its EXEC.
+            if let Some(c) = reader.try_next(READ_MAX)? {
+                batcher.feed(c.offset, &c.data)?;
+                continue;
+            }
+        }
+        ctx.set_applied(applied);
+        let mut shutdown = ctx.shutdown.clone();
+        s.rt().block_on(async {
+            tokio::select! {
+                _ = head.changed() => {}
+                _ = shutdown.wait_for(|s| *s) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        });
     }
+    Ok(())
+}
 
-    fn apply(&mut self, mut batch: Batch) -> Result<(), ApplyError> {
+impl Session<'_> {
+    pub(super) fn apply_batch(&mut self, mut batch: Batch) -> Result<(), ApplyError> {
         let ctx = self.ctx;
         let ckpt = Checkpoint::Stream {
             replid: replid_at(&ctx.log.history().1, batch.end + 1)

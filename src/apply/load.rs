@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::checkpoint::{replid_at, Checkpoint, SnapshotId};
 use super::rewrite::{key_commands, TargetCaps};
 use super::run::Session;
+use super::sink::{Pending, Sink};
 use super::txn::{Refusal, Verdict};
 use super::ApplyError;
 use crate::log::SnapshotMeta;
@@ -19,103 +20,97 @@ const BATCH_COMMANDS: usize = 512;
 const BATCH_BYTES: usize = 4 << 20;
 const READ_CHUNK: usize = 1 << 20;
 
-/// A batch in the making: commands and the item count they bring the target to.
-struct Pending {
-    commands: Vec<Vec<Bytes>>,
-    bytes: usize,
-    /// Which item each command belongs to (for naming a refused key).
-    owner: Vec<String>,
-}
-
-impl Session<'_> {
-    /// Loads `meta` (skipping its first `skip` items; flushing first if `flush`), returns the
-    /// first stream offset to apply.
-    pub(super) fn load(
-        &mut self,
-        meta: &SnapshotMeta,
-        skip: u64,
-        flush: bool,
-    ) -> Result<u64, ApplyError> {
-        let ctx = self.ctx;
-        let snap_err = |m: String| ApplyError::Snapshot {
-            path: meta.path.display().to_string(),
-            message: m,
-        };
-        let mut file = std::fs::File::open(&meta.path).map_err(|e| snap_err(e.to_string()))?;
-        let id = SnapshotId {
-            replid: meta.replid.clone(),
-            offset: meta.offset,
-            size: meta.size,
-        };
-        let marker = |done: u64| Checkpoint::Loading {
-            snapshot: id.clone(),
-            keys_done: done,
-        };
-        if flush {
-            tracing::warn!(lane = %ctx.lane, "apply: flushing the target for a full sync (target.allow_flush = true)");
-            self.expect_applied(&[vec![Bytes::from_static(b"FLUSHALL")]], &marker(0), &[])?;
+/// Loads `meta` (skipping its first `skip` items; flushing first if `flush`), returns the
+/// first stream offset to apply.
+pub(super) fn load(
+    s: &mut impl Sink,
+    meta: &SnapshotMeta,
+    skip: u64,
+    flush: bool,
+) -> Result<u64, ApplyError> {
+    let ctx = s.ctx().clone();
+    let ctx = &ctx;
+    let snap_err = |m: String| ApplyError::Snapshot {
+        path: meta.path.display().to_string(),
+        message: m,
+    };
+    let mut file = std::fs::File::open(&meta.path).map_err(|e| snap_err(e.to_string()))?;
+    let id = SnapshotId {
+        replid: meta.replid.clone(),
+        offset: meta.offset,
+        size: meta.size,
+    };
+    let marker = |done: u64| Checkpoint::Loading {
+        snapshot: id.clone(),
+        keys_done: done,
+    };
+    if flush {
+        tracing::warn!(lane = %ctx.lane, "apply: flushing the target for a full sync (target.allow_flush = true)");
+        s.flush_target(&marker(0))?;
+    }
+    tracing::info!(lane = %ctx.lane, offset = meta.offset, bytes = meta.size, skip, "apply: full sync from the snapshot");
+    ctx.view.update(|r| r.state = "full_sync".into());
+    ctx.metrics.full_syncs.with_label_values(&[&ctx.lane]).inc();
+    let mut dec = RdbDecoder::new();
+    let mut caps: Option<TargetCaps> = None;
+    let mut index: u64 = 0;
+    let mut pend = Pending::default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut eof = false;
+    loop {
+        if ctx.stopping() {
+            return Ok(meta.offset + 1);
         }
-        tracing::info!(lane = %ctx.lane, offset = meta.offset, bytes = meta.size, skip, "apply: full sync from the snapshot");
-        ctx.view.update(|r| r.state = "full_sync".into());
-        ctx.metrics.full_syncs.with_label_values(&[&ctx.lane]).inc();
-        let mut dec = RdbDecoder::new();
-        let mut caps: Option<TargetCaps> = None;
-        let mut index: u64 = 0;
-        let mut pend = Pending {
-            commands: Vec::new(),
-            bytes: 0,
-            owner: Vec::new(),
-        };
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut eof = false;
-        loop {
-            if ctx.stopping() {
-                return Ok(meta.offset + 1);
+        let item = if eof {
+            dec.finish_item()
+        } else {
+            dec.next_item()
+        }
+        .map_err(|e| snap_err(e.to_string()))?;
+        let Some(item) = item else {
+            if eof {
+                return Err(snap_err("ended without its EOF marker".into()));
             }
-            let item = if eof {
-                dec.finish_item()
+            let n = file.read(&mut buf).map_err(|e| snap_err(e.to_string()))?;
+            if n == 0 {
+                eof = true;
             } else {
-                dec.next_item()
+                dec.feed(&buf[..n]);
             }
-            .map_err(|e| snap_err(e.to_string()))?;
-            let Some(item) = item else {
-                if eof {
-                    return Err(snap_err("ended without its EOF marker".into()));
-                }
-                let n = file.read(&mut buf).map_err(|e| snap_err(e.to_string()))?;
-                if n == 0 {
-                    eof = true;
-                } else {
-                    dec.feed(&buf[..n]);
-                }
-                continue;
-            };
-            if caps.is_none() {
-                if let Some(h) = dec.header() {
-                    let c = self.caps(dump_version_for(h))?;
-                    tracing::info!(lane = %ctx.lane, rdb = h.version, restore = c.restore_version.is_some(), "apply: target {} the source's RDB version; keys go as {}", if c.restore_version.is_some() { "loads" } else { "cannot load" }, if c.restore_version.is_some() { "RESTORE … ABSTTL REPLACE" } else { "plain commands" });
-                    caps = Some(c);
-                }
+            continue;
+        };
+        if caps.is_none() {
+            if let Some(h) = dec.header() {
+                let c = s.caps(dump_version_for(h))?;
+                tracing::info!(lane = %ctx.lane, rdb = h.version, restore = c.restore_version.is_some(), "apply: target {} the source's RDB version; keys go as {}", if c.restore_version.is_some() { "loads" } else { "cannot load" }, if c.restore_version.is_some() { "RESTORE … ABSTTL REPLACE" } else { "plain commands" });
+                caps = Some(c);
             }
-            let caps = caps.unwrap_or(TargetCaps {
-                restore_version: None,
-                stream_v2: true,
-            });
-            let (cmds, name) = match item {
-                Item::Key(e) => {
-                    let db = ctx.target.map_db(e.db);
-                    self.check_db(e.db, db)?;
-                    let mut c = vec![vec![
-                        Bytes::from_static(b"SELECT"),
-                        Bytes::from(db.to_string()),
-                    ]];
-                    c.extend(key_commands(&e, caps));
-                    (
-                        c,
-                        format!("key {:?} (db {})", String::from_utf8_lossy(&e.key), e.db),
-                    )
-                }
-                Item::Function { code } => (
+        }
+        let caps = caps.unwrap_or(TargetCaps {
+            restore_version: None,
+            stream_v2: true,
+        });
+        let (cmds, name) = match item {
+            Item::Key(e) => {
+                let db = ctx.target.map_db(e.db);
+                check_db(ctx, e.db, db)?;
+                let mut c = vec![vec![
+                    Bytes::from_static(b"SELECT"),
+                    Bytes::from(db.to_string()),
+                ]];
+                c.extend(key_commands(&e, caps));
+                pend.keys.extend(std::iter::repeat_n(
+                    Some(Bytes::from(e.key.clone())),
+                    c.len(),
+                ));
+                (
+                    c,
+                    format!("key {:?} (db {})", String::from_utf8_lossy(&e.key), e.db),
+                )
+            }
+            Item::Function { code } => {
+                pend.keys.push(None);
+                (
                     vec![vec![
                         Bytes::from_static(b"FUNCTION"),
                         Bytes::from_static(b"LOAD"),
@@ -123,79 +118,84 @@ impl Session<'_> {
                         Bytes::from(code),
                     ]],
                     "a function library".to_string(),
-                ),
-                Item::End {
-                    checksum_ok: Some(false),
-                } => return Err(snap_err("CRC-64 mismatch".into())),
-                Item::End { .. } => break,
-                Item::Aux { .. } | Item::ModuleAux { .. } => continue,
-            };
-            index += 1;
-            if index <= skip {
-                continue;
+                )
             }
-            pend.bytes += cmds.iter().flatten().map(|a| a.len() + 8).sum::<usize>();
-            pend.owner.extend(std::iter::repeat_n(name, cmds.len()));
-            pend.commands.extend(cmds);
-            if pend.commands.len() >= BATCH_COMMANDS || pend.bytes >= BATCH_BYTES {
-                self.flush_pending(&mut pend, &marker(index))?;
-            }
-        }
-        let done = Checkpoint::Stream {
-            replid: replid_at(&ctx.log.history().1, meta.offset + 1)
-                .unwrap_or(&meta.replid)
-                .to_string(),
-            offset: meta.offset,
+            Item::End {
+                checksum_ok: Some(false),
+            } => return Err(snap_err("CRC-64 mismatch".into())),
+            Item::End { .. } => break,
+            Item::Aux { .. } | Item::ModuleAux { .. } => continue,
         };
-        self.flush_pending(&mut pend, &done)?;
-        tracing::info!(lane = %ctx.lane, keys = index, "apply: full sync done; following the stream from offset {}", meta.offset + 1);
-        ctx.set_applied(meta.offset);
-        Ok(meta.offset + 1)
-    }
-
-    fn check_db(&self, source: u32, target: u32) -> Result<(), ApplyError> {
-        if target != 0
-            && matches!(
-                self.ctx.target.endpoint,
-                crate::config::TargetEndpoint::Cluster(_)
-            )
-        {
-            return Err(ApplyError::Database {
-                db: source,
-                why: "a cluster target has database 0 only (map it with target.databases)".into(),
-                offset: 0,
-            });
+        index += 1;
+        if index <= skip {
+            pend.keys.truncate(pend.commands.len());
+            continue;
         }
-        Ok(())
+        pend.bytes += cmds.iter().flatten().map(|a| a.len() + 8).sum::<usize>();
+        pend.owner.extend(std::iter::repeat_n(name, cmds.len()));
+        pend.commands.extend(cmds);
+        if pend.commands.len() >= BATCH_COMMANDS || pend.bytes >= BATCH_BYTES {
+            flush_pending(s, &mut pend, &marker(index))?;
+        }
     }
+    let done = Checkpoint::Stream {
+        replid: replid_at(&ctx.log.history().1, meta.offset + 1)
+            .unwrap_or(&meta.replid)
+            .to_string(),
+        offset: meta.offset,
+    };
+    flush_pending(s, &mut pend, &done)?;
+    tracing::info!(lane = %ctx.lane, keys = index, "apply: full sync done; following the stream from offset {}", meta.offset + 1);
+    ctx.set_applied(meta.offset);
+    Ok(meta.offset + 1)
+}
 
-    fn flush_pending(&mut self, p: &mut Pending, ckpt: &Checkpoint) -> Result<(), ApplyError> {
-        let keys = p
-            .owner
-            .iter()
-            .fold((0u64, None::<&String>), |(n, last), o| {
-                if last != Some(o) {
-                    (n + 1, Some(o))
-                } else {
-                    (n, last)
-                }
-            })
-            .0;
-        let owner = std::mem::take(&mut p.owner);
-        self.expect_applied(&p.commands, ckpt, &owner)?;
-        self.ctx
-            .metrics
-            .keys_loaded
-            .with_label_values(&[&self.ctx.lane])
-            .inc_by(keys);
-        p.commands.clear();
-        p.bytes = 0;
-        self.progressed = true;
-        Ok(())
+fn check_db(ctx: &super::ApplyCtx, source: u32, target: u32) -> Result<(), ApplyError> {
+    if target != 0
+        && matches!(
+            ctx.target.endpoint,
+            crate::config::TargetEndpoint::Cluster(_)
+        )
+    {
+        return Err(ApplyError::Database {
+            db: source,
+            why: "a cluster target has database 0 only (map it with target.databases)".into(),
+            offset: 0,
+        });
     }
+    Ok(())
+}
+
+fn flush_pending(s: &mut impl Sink, p: &mut Pending, ckpt: &Checkpoint) -> Result<(), ApplyError> {
+    let keys = p
+        .owner
+        .iter()
+        .fold((0u64, None::<&String>), |(n, last), o| {
+            if last != Some(o) {
+                (n + 1, Some(o))
+            } else {
+                (n, last)
+            }
+        })
+        .0;
+    s.put(p, ckpt)?;
+    let ctx = s.ctx();
+    ctx.metrics
+        .keys_loaded
+        .with_label_values(&[&ctx.lane])
+        .inc_by(keys);
+    p.commands.clear();
+    p.owner.clear();
+    p.keys.clear();
+    p.bytes = 0;
+    s.mark_progress();
+    Ok(())
+}
+
+impl Session<'_> {
     /// Commits, turning a refusal into an error that names the key it came from (or, with
     /// `target.on_unknown = "skip"`, dropping the refused command and committing the rest).
-    fn expect_applied(
+    pub(super) fn expect_applied(
         &mut self,
         commands: &[Vec<Bytes>],
         ckpt: &Checkpoint,

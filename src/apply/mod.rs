@@ -4,15 +4,22 @@
 //!
 //! Pure parts: [`checkpoint`] (the start decision), [`stream`] (log bytes → batches),
 //! [`rewrite`] (snapshot keys → commands), [`txn`] (a batch as a transaction and the verdict
-//! on its replies). I/O: [`conn`] (a blocking target connection) and [`run`] (the applier's
-//! own thread).
+//! on its replies), [`keys`] (a command's slot, splits), [`slots`] (per-slot checkpoints,
+//! the target's slot map, batch → per-slot steps). I/O: [`conn`] (a blocking target
+//! connection), [`cluster`] (a cluster target's connections and routing) and [`run`] (the
+//! applier's own thread).
 
 pub mod checkpoint;
+pub mod cluster;
+mod cluster_sink;
 pub mod conn;
 mod follow;
+pub mod keys;
 mod load;
 pub mod rewrite;
 pub mod run;
+mod sink;
+pub mod slots;
 pub mod status;
 pub mod stream;
 pub mod txn;
@@ -52,6 +59,8 @@ pub enum ApplyError {
     Stream { offset: u64, message: String },
     #[error("database {db} (origin offset {offset}) cannot be applied: {why}")]
     Database { db: u32, why: String, offset: u64 },
+    #[error("the stream at origin offset {offset} cannot go to a cluster target: {message}; the lane is stopped")]
+    CrossSlot { offset: u64, message: String },
     #[error("snapshot {path}: {message}")]
     Snapshot { path: String, message: String },
     #[error("{0}")]
@@ -68,7 +77,9 @@ impl ApplyError {
             ApplyError::Command { .. } => ("command", false),
             ApplyError::Unknown { .. } => ("unknown_command", true),
             ApplyError::FlushRefused(_) => ("flush_refused", false),
-            ApplyError::BadCheckpoint(_) | ApplyError::Database { .. } => ("stopped", true),
+            ApplyError::BadCheckpoint(_)
+            | ApplyError::Database { .. }
+            | ApplyError::CrossSlot { .. } => ("stopped", true),
             ApplyError::Gap { .. } | ApplyError::Stream { .. } | ApplyError::Snapshot { .. } => {
                 ("stopped", false)
             }

@@ -10,7 +10,10 @@ use tokio::sync::watch;
 
 use super::checkpoint::{self, decide_start, Checkpoint, SnapshotId, Start, StartInput};
 use super::conn::{self, Conn, Dialer};
+use super::follow::follow;
+use super::load::load;
 use super::rewrite::TargetCaps;
+use super::sink::Sink;
 use super::txn::{encode_body, judge, Verdict};
 use super::{ApplyError, ApplyMetrics, ApplyView};
 use crate::config::{TargetConfig, TargetEndpoint};
@@ -178,12 +181,15 @@ fn session(
     rt: &tokio::runtime::Runtime,
     progressed: &mut bool,
 ) -> Result<(), ApplyError> {
-    let TargetEndpoint::Redis(addr) = &ctx.target.endpoint else {
-        return Err(ApplyError::Database {
-            db: 0,
-            why: "cluster targets are not supported by this build".into(),
-            offset: 0,
-        });
+    let addr = match &ctx.target.endpoint {
+        TargetEndpoint::Redis(addr) => addr,
+        TargetEndpoint::Cluster(seeds) => {
+            ctx.view.update(|r| r.state = "connecting".into());
+            let mut c = super::cluster_sink::ClusterSink::connect(ctx, dialer, seeds, rt)?;
+            let result = begin(&mut c);
+            *progressed |= c.progressed;
+            return result;
+        }
     };
     ctx.view.update(|r| {
         r.addr = addr.clone();
@@ -198,56 +204,56 @@ fn session(
         rt,
         progressed: false,
     };
-    let result = s.start();
+    let result = begin(&mut s);
     *progressed |= s.progressed;
     result
 }
 
-impl Session<'_> {
-    fn start(&mut self) -> Result<(), ApplyError> {
-        let ckpt = self.read_checkpoint()?;
-        let keys = self.count_keys()?.saturating_sub(ckpt.is_some() as u64);
-        let psync: Option<PsyncDecision> = match &ckpt {
-            Some(Checkpoint::Stream { replid, offset }) => {
-                Some(self.ctx.log.decide(replid, offset + 1))
-            }
-            _ => None,
-        };
-        let meta = self.ctx.log.snapshot_for_full_sync();
-        let snapshot = meta.as_ref().map(|m| SnapshotId {
-            replid: m.replid.clone(),
-            offset: m.offset,
-            size: m.size,
-        });
-        let start = decide_start(StartInput {
-            checkpoint: ckpt.as_ref(),
-            psync,
-            target_keys: keys,
-            allow_flush: self.ctx.target.allow_flush,
-            snapshot,
-        });
-        match (start, meta) {
-            (Start::Stream { from }, _) => {
-                tracing::info!(lane = %self.ctx.lane, from, "apply resumes the stream from the target's checkpoint");
-                self.ctx.set_applied(from - 1);
-                self.follow(from)
-            }
-            (Start::Load { skip, flush, .. }, Some(meta)) => {
-                let next = self.load(&meta, skip, flush)?;
-                self.follow(next)
-            }
-            (Start::Refuse(why), _) => Err(ApplyError::FlushRefused(why)),
-            (Start::WaitSnapshot, _) | (Start::Load { .. }, None) => {
-                self.ctx
-                    .view
-                    .update(|r| r.state = "waiting for a snapshot".into());
-                self.ctx.pause(self.rt, Duration::from_millis(500));
-                Ok(())
-            }
+/// Decides how to start from the target's checkpoint, then loads and/or follows.
+pub(super) fn begin(s: &mut impl Sink) -> Result<(), ApplyError> {
+    let ctx = s.ctx().clone();
+    let ckpt = s.checkpoint()?;
+    let keys = s.data_keys(ckpt.is_some())?;
+    let psync: Option<PsyncDecision> = match &ckpt {
+        Some(Checkpoint::Stream { replid, offset }) => Some(ctx.log.decide(replid, offset + 1)),
+        _ => None,
+    };
+    let meta = ctx.log.snapshot_for_full_sync();
+    let snapshot = meta.as_ref().map(|m| SnapshotId {
+        replid: m.replid.clone(),
+        offset: m.offset,
+        size: m.size,
+    });
+    let start = decide_start(StartInput {
+        checkpoint: ckpt.as_ref(),
+        psync,
+        target_keys: keys,
+        allow_flush: ctx.target.allow_flush,
+        snapshot,
+    });
+    match (start, meta) {
+        (Start::Stream { from }, _) => {
+            tracing::info!(lane = %ctx.lane, from, "apply resumes the stream from the target's checkpoint");
+            ctx.set_applied(from - 1);
+            s.resume(from - 1)?;
+            follow(s, from)
+        }
+        (Start::Load { skip, flush, .. }, Some(meta)) => {
+            let next = load(s, &meta, skip, flush)?;
+            follow(s, next)
+        }
+        (Start::Refuse(why), _) => Err(ApplyError::FlushRefused(why)),
+        (Start::WaitSnapshot, _) | (Start::Load { .. }, None) => {
+            ctx.view
+                .update(|r| r.state = "waiting for a snapshot".into());
+            ctx.pause(s.rt(), Duration::from_millis(500));
+            Ok(())
         }
     }
+}
 
-    fn read_checkpoint(&mut self) -> Result<Option<Checkpoint>, ApplyError> {
+impl Session<'_> {
+    pub(super) fn read_checkpoint(&mut self) -> Result<Option<Checkpoint>, ApplyError> {
         self.conn.call_ok(&[b"SELECT", b"0"])?;
         let key = self.key.clone();
         match self.conn.call_ok(&[b"GET", &key])? {
@@ -260,66 +266,15 @@ impl Session<'_> {
     }
 
     /// Keys in the target (every database), from `INFO keyspace`.
-    fn count_keys(&mut self) -> Result<u64, ApplyError> {
+    pub(super) fn count_keys(&mut self) -> Result<u64, ApplyError> {
         let f = self.conn.call_ok(&[b"INFO", b"keyspace"])?;
-        let text = conn::text(&f).unwrap_or_default();
-        Ok(String::from_utf8_lossy(&text)
-            .lines()
-            .filter(|l| l.starts_with("db"))
-            .filter_map(|l| {
-                l.split_once("keys=")?
-                    .1
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum())
+        Ok(keyspace_keys(&f))
     }
 
-    /// What the target can load: a probe `RESTORE` of a one-byte string stamped with the
-    /// source's RDB version, and the server version for the stream options.
     pub(super) fn caps(&mut self, source_rdb: u16) -> Result<TargetCaps, ApplyError> {
-        let f = self.conn.call_ok(&[b"INFO", b"server"])?;
-        let info = String::from_utf8_lossy(&conn::text(&f).unwrap_or_default()).into_owned();
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::to_string))
-        };
-        let valkey = field("valkey_version").is_some()
-            || field("server_name").is_some_and(|s| s == "valkey");
-        let major: u32 = field("redis_version")
-            .and_then(|v| v.split('.').next()?.parse().ok())
-            .unwrap_or(0);
         let probe_key = [self.key.as_ref(), b":probe"].concat();
-        let entry = crate::rdb::objects::Entry {
-            db: 0,
-            key: probe_key.clone(),
-            expire_ms: None,
-            rdb_type: 0,
-            value: crate::rdb::objects::Value::String(b"x".to_vec()),
-            raw: vec![1, b'x'],
-        };
-        let payload = crate::rdb::objects::dump_payload(&entry, source_rdb);
-        let probe = [
-            b"RESTORE".as_slice(),
-            &probe_key,
-            b"0",
-            &payload,
-            b"REPLACE",
-        ];
-        let ok = match self.conn.call(&probe)? {
-            Frame::Error(e) => match conn::refusal(&e, &[b"RESTORE"]) {
-                pause @ ApplyError::Refused { .. } => return Err(pause),
-                _ => false,
-            },
-            _ => true,
-        };
-        self.conn.call_ok(&[b"DEL", &probe_key])?;
-        Ok(TargetCaps {
-            restore_version: ok.then_some(source_rdb),
-            stream_v2: valkey || major >= 7,
-        })
+        let conn = &mut self.conn;
+        probe_caps(|args| conn.call(args), &probe_key, source_rdb)
     }
 
     /// Applies `commands` and the checkpoint `ckpt` as one transaction (in database 0 at the
@@ -359,6 +314,72 @@ impl Session<'_> {
         }
         Ok(judge(&replies, all.len()))
     }
+}
+
+/// Keys in every database of an `INFO keyspace` reply.
+pub(super) fn keyspace_keys(f: &Frame) -> u64 {
+    let text = conn::text(f).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with("db"))
+        .filter_map(|l| {
+            l.split_once("keys=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// What the target can load: a probe `RESTORE` of a one-byte string stamped with the
+/// source's RDB version (at `probe_key`, deleted after), and the server version for the
+/// stream options. `call` sends one command to the node that owns `probe_key`.
+pub(super) fn probe_caps(
+    mut call: impl FnMut(&[&[u8]]) -> Result<Frame, ApplyError>,
+    probe_key: &[u8],
+    source_rdb: u16,
+) -> Result<TargetCaps, ApplyError> {
+    let args: &[&[u8]] = &[b"INFO", b"server"];
+    let f = match call(args)? {
+        Frame::Error(e) => return Err(conn::refusal(&e, args)),
+        f => f,
+    };
+    let info = String::from_utf8_lossy(&conn::text(&f).unwrap_or_default()).into_owned();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::to_string))
+    };
+    let valkey =
+        field("valkey_version").is_some() || field("server_name").is_some_and(|s| s == "valkey");
+    let major: u32 = field("redis_version")
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .unwrap_or(0);
+    let entry = crate::rdb::objects::Entry {
+        db: 0,
+        key: probe_key.to_vec(),
+        expire_ms: None,
+        rdb_type: 0,
+        value: crate::rdb::objects::Value::String(b"x".to_vec()),
+        raw: vec![1, b'x'],
+    };
+    let payload = crate::rdb::objects::dump_payload(&entry, source_rdb);
+    let probe = [b"RESTORE".as_slice(), probe_key, b"0", &payload, b"REPLACE"];
+    let ok = match call(&probe)? {
+        Frame::Error(e) => match conn::refusal(&e, &[b"RESTORE"]) {
+            pause @ ApplyError::Refused { .. } => return Err(pause),
+            _ => false,
+        },
+        _ => true,
+    };
+    if let Frame::Error(e) = call(&[b"DEL", probe_key])? {
+        return Err(conn::refusal(&e, &[b"DEL"]));
+    }
+    Ok(TargetCaps {
+        restore_version: ok.then_some(source_rdb),
+        stream_v2: valkey || major >= 7,
+    })
 }
 
 /// Starts apply mode for the agent's one lane (a standalone upstream or an upstream agent):

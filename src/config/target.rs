@@ -94,10 +94,6 @@ pub(super) fn validate_target(
             for s in seeds.iter().filter(|s| !is_host_port(s)) {
                 problems.bad("target.cluster", format!("seed {s:?} is not host:port"));
             }
-            problems.bad(
-                "target.cluster",
-                "cluster targets are not supported yet (slot routing is not built); use target.redis",
-            );
             TargetEndpoint::Cluster(seeds)
         }
         (None, None) => {
@@ -253,8 +249,11 @@ mod tests {
         assert_eq!(t.on_unknown, OnUnknown::Skip);
         assert_eq!((t.map_db(3), t.map_db(4), t.map_db(5)), (0, 1, 5));
         assert_eq!(t.password.as_deref(), Some("pw"));
-        assert!(problems("cluster = [\"a:1\", \"b:2\"]\n")
-            .contains("target.cluster: cluster targets are not supported yet"));
+        let c = parse("cluster = [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\n").unwrap();
+        assert_eq!(
+            c.target.unwrap().endpoint,
+            TargetEndpoint::Cluster(vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()])
+        );
     }
 
     #[test]

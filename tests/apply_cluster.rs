@@ -1,0 +1,159 @@
+//! Apply into a cluster target against real servers: a 2-master Redis 7.0 target cluster
+//! (`target.cluster`), the stream routed by slot with one checkpoint per slot. While the
+//! applier runs — full sync and stream — a `redis-cli --cluster reshard` moves slots in the
+//! *target* and the applying agent is SIGKILLed; at the end the target equals the origin key
+//! by key and the INCR/INCRBY/LPUSH totals are exact; a restart with the target intact
+//! re-applies nothing (counters); a cross-slot command that cannot be split stops the lane
+//! naming it.
+
+#[path = "apply/cluster_target.rs"]
+mod cluster_target;
+mod cluster_util;
+#[path = "apply/dataset.rs"]
+mod dataset;
+#[path = "apply/resume.rs"]
+mod resume;
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_target::*;
+use cluster_util::{Cluster, ClusterClient};
+use support::{agent_config, http_get, wait_until, Agent, Redis, ServerKind};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn target_section(c: &Cluster, extra: &str) -> String {
+    let seeds: Vec<String> = c
+        .masters()
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    format!("[target]\ncluster = [{}]\n{extra}", seeds.join(", "))
+}
+
+/// A field of the agent's first `target` row of `/status`.
+fn row_field(agent: &Agent, field: &str) -> Option<String> {
+    let (code, body) = http_get(agent.admin_port, "/status")?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    match v.get("target")?.get(0)?.get(field)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn origin_offset(origin: &Redis) -> f64 {
+    origin
+        .info_field("replication", "master_repl_offset")
+        .parse()
+        .expect("master_repl_offset is a number")
+}
+
+fn wait_applied(agent: &Agent, origin: &Redis) {
+    wait_until(LONG, "the applier streams", || {
+        row_field(agent, "state").as_deref() == Some("streaming")
+    });
+    let want = origin_offset(origin);
+    agent.wait_metric("georelay_apply_offset", &[("shard", "main")], LONG, |v| {
+        v >= want
+    });
+}
+
+#[test]
+fn standalone_into_a_2_master_cluster_resharded_and_killed_stays_exact() {
+    let origin = Redis::start(&[]);
+    let target = small_cluster(ServerKind::Redis70, 2);
+    let mut oc = origin.client();
+    dataset::populate(&mut oc, ServerKind::Redis70, "t");
+    support::load::write_sets(origin.port, 5_000, 32, "bulk");
+    let config = agent_config(
+        &origin.addr(),
+        &target_section(&target, "databases = { \"2\" = 0 }\n"),
+    );
+    // 50 ms per full-sync batch, so a kill lands in the full sync.
+    let mut agent = Agent::start_env(&config, &[("GEORELAY_FAILPOINTS", "apply_load_slow")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = {
+        let (stop, port) = (stop.clone(), origin.port);
+        std::thread::spawn(move || {
+            let mut c = support::Client::connect(port);
+            write_counters(|a| Ok(c.cmd(a)), stop, 100_000, "")
+        })
+    };
+    let masters = target.masters();
+    let (a, b) = (target.id_of(masters[0]), target.id_of(masters[1]));
+    wait_until(LONG, "the applier loads the snapshot", || {
+        row_field(&agent, "state").as_deref() == Some("full_sync")
+    });
+    agent.kill9();
+    agent.restart();
+    let moving = reshard(masters[0], a, b, 3000);
+    for i in 0..2u64 {
+        std::thread::sleep(Duration::from_millis(700 + i * 300));
+        agent.kill9();
+        agent.restart();
+    }
+    let moved = moving.join().expect("reshard thread");
+    assert!(moved.is_ok(), "reshard: {moved:?}");
+    // The writer ran through the whole reshard (it stops only when told to).
+    assert!(!w.is_finished(), "the writer outlived the reshard");
+    stop.store(true, Ordering::Relaxed);
+    let totals = w.join().expect("writer").expect("writes into the origin");
+    agent.clear_env();
+    agent.restart();
+    wait_applied(&agent, &origin);
+
+    let mut want = dataset::Keyspace::new();
+    for ((_, k), v) in dataset::read_server(&mut oc, &[0, 2], false) {
+        want.insert((0, k), v);
+    }
+    let got = cluster_keyspace(&target);
+    dataset::assert_same(&want, &got, 1000);
+    assert!(want.len() > 5_000, "{} keys", want.len());
+    let mut tc = ClusterClient::new(masters.clone());
+    assert_totals(&mut tc, &totals, "");
+    let ckpts = checkpoint_keys(&target);
+    assert!(
+        ckpts > 20,
+        "one checkpoint per slot written to, and the floor: {ckpts}"
+    );
+
+    // A restart with the target intact re-applies nothing.
+    agent.restart();
+    wait_applied(&agent, &origin);
+    resume::assert_nothing_reapplied(&agent, "main");
+    resume::assert_applies_exactly(
+        &agent,
+        "main",
+        5.0,
+        LONG,
+        || {
+            for _ in 0..5 {
+                oc.cmd(&["INCR", "cnt:0"]);
+            }
+        },
+        || wait_applied(&agent, &origin),
+    );
+    let got = tc.cmd(&["GET", "cnt:0"]).expect("GET");
+    assert_eq!(
+        support::frame_text(&got),
+        (totals.counters[0] + 5).to_string()
+    );
+
+    // A command a cluster target cannot split stops the lane, naming it and its offset.
+    oc.cmd(&["SET", "x1", "a"]);
+    oc.cmd(&["RENAME", "x1", "x2"]);
+    wait_until(LONG, "the lane stops on RENAME", || {
+        row_field(&agent, "state").as_deref() == Some("stopped")
+    });
+    let err = row_field(&agent, "error").unwrap_or_default();
+    assert!(
+        err.contains("RENAME") && err.contains("offset") && err.contains("slots"),
+        "{err}"
+    );
+}
