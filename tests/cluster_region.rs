@@ -98,6 +98,10 @@ fn region_follows_a_real_cluster_through_outage_failover_kill_and_reshard() {
     // The region learns the site's three lanes, with the same names and slots, and serves
     // each on its own port to a standalone replica.
     let lanes = streaming_lanes(region.admin_port, 3);
+    // The region's /readyz follows its lanes: ready once every lane streams.
+    wait_until(Duration::from_secs(30), "the region is ready", || {
+        support::http_get(region.admin_port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
     for l in &lanes {
         let site_row = site_lanes
             .iter()
@@ -138,7 +142,16 @@ fn region_follows_a_real_cluster_through_outage_failover_kill_and_reshard() {
     writer.advance(1000);
     // The outage itself lasts 30 s (the scenario, not a wait for something).
     std::thread::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed()));
+    // Lanes cut off from the site: the region is not ready.
+    wait_until(
+        Duration::from_secs(30),
+        "the cut-off region is not ready",
+        || support::http_get(region.admin_port, "/readyz").is_some_and(|(c, _)| c == 503),
+    );
     wan.restore();
+    wait_until(Duration::from_secs(60), "the region is ready again", || {
+        support::http_get(region.admin_port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
     for (l, before) in names.iter().zip(&partial_before) {
         wait_until(
             Duration::from_secs(60),

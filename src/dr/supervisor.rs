@@ -358,6 +358,7 @@ async fn run_cluster(
                 serve_lanes: deps.lane_map.clone(),
                 replicas,
                 status: lanes,
+                health: deps.health.clone(),
             };
             let r = crate::region::run(
                 &deps.cfg,

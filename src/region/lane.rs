@@ -75,6 +75,10 @@ pub async fn start(
     let log = Log::open_async(LogConfig::new(ctx.lanes_dir.join(name), &cfg.log)).await?;
     let metrics = ctx.metrics.new_lane(&cfg.name, name)?;
     let health = Health::new();
+    ctx.lane_health
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(health.clone());
     let addr = std::net::SocketAddr::new(cfg.listen_redis.ip(), port);
     let listener = TcpListener::bind(addr)
         .await

@@ -27,7 +27,7 @@ use crate::link::client::{self, LinkConn};
 use crate::link::control::{self, CONTROL_LANE};
 use crate::link::{Frame, PROTOCOL_VERSION};
 use crate::log::LogError;
-use crate::metrics::{Metrics, MetricsError};
+use crate::metrics::{Health, Metrics, MetricsError};
 use crate::serve::cluster_port::LaneReplicas;
 use crate::serve::peers::LaneMap;
 use ports::RegionLanes;
@@ -79,6 +79,10 @@ pub struct RegionCtx {
     pub replicas: LaneReplicas,
     /// The lanes `/status` lists.
     pub status: Lanes,
+    /// The node's health (`/readyz`): up while every lane streams.
+    pub health: Arc<Health>,
+    /// Each running lane's health, in start order.
+    pub lane_health: Arc<std::sync::Mutex<Vec<Arc<Health>>>>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -88,6 +92,8 @@ pub struct RegionShared {
     pub serve_lanes: LaneMap,
     pub replicas: LaneReplicas,
     pub status: Lanes,
+    /// The node's health behind `/readyz`, driven by the lanes.
+    pub health: Arc<Health>,
 }
 
 /// Builds the region's context from the config (a QUIC client endpoint whose connection
@@ -105,6 +111,7 @@ pub async fn run(
         serve_lanes,
         replicas,
         status,
+        health,
     } = shared;
     let tls = cfg.tls.as_ref().ok_or(RegionError::NoTls)?;
     let ports = cfg.shard_ports.ok_or(RegionError::Registry(
@@ -127,6 +134,8 @@ pub async fn run(
         serve_lanes,
         replicas,
         status,
+        health,
+        lane_health: Arc::default(),
         shutdown,
     };
     for t in spawn(ctx).await? {
@@ -160,9 +169,37 @@ pub async fn spawn(ctx: RegionCtx) -> Result<Vec<JoinHandle<()>>, RegionError> {
         }
     }
     tasks.push(tokio::spawn(follow_control(ctx.clone())));
+    tasks.push(tokio::spawn(ready(ctx.clone())));
     tasks.push(tokio::spawn(keep_lanes(ctx, registry, started)));
     Ok(tasks)
 }
+
+/// Keeps the node's health in step with its lanes: ready only while there is a lane and
+/// every lane streams from the site (a lane that never synced, or whose link is down, makes
+/// the node not ready) and every lane's log is writable.
+async fn ready(ctx: RegionCtx) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut tick = tokio::time::interval(READY_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let lanes = ctx
+            .lane_health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let up = !lanes.is_empty() && lanes.iter().all(|h| h.upstream_up.load(Relaxed));
+        let writable = lanes.iter().all(|h| h.log_writable.load(Relaxed));
+        ctx.health.upstream_up.store(up, Relaxed);
+        ctx.health.log_writable.store(writable, Relaxed);
+    }
+}
+
+/// How often the node's readiness is recomputed from its lanes.
+const READY_POLL: Duration = Duration::from_millis(250);
 
 /// Follows the control stream on the shared connection, reconnecting with jittered backoff.
 async fn follow_control(ctx: RegionCtx) {
