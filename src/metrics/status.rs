@@ -91,8 +91,8 @@ pub struct NodeState {
     pub peers: Arc<crate::serve::peers::Peers>,
     /// The lanes, in cluster mode (`upstream.cluster`).
     pub cluster: Option<crate::cluster::run::Lanes>,
-    /// Apply mode (`[target]`): the applier's view.
-    pub apply: Option<Arc<crate::apply::ApplyView>>,
+    /// Apply mode (`[target]`): the appliers' views (one per lane).
+    pub apply: crate::apply::ApplyViews,
 }
 
 impl NodeState {
@@ -248,7 +248,7 @@ pub fn collect(st: &NodeState) -> Status {
             .as_ref()
             .map(crate::cluster::status::rows)
             .unwrap_or_default(),
-        target: st.apply.iter().map(|v| v.row()).collect(),
+        target: st.apply.rows(),
     }
 }
 
