@@ -49,6 +49,8 @@ pub enum AppError {
     Task(String),
     #[error("apply: {0}")]
     Apply(String),
+    #[error("{0}")]
+    Cluster(#[from] crate::cluster::run::ClusterError),
 }
 
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
@@ -86,6 +88,7 @@ struct Bound {
 
 /// Runs an agent until SIGTERM or SIGINT, or until a task ends by itself (an error).
 pub async fn run(cfg: Config) -> Result<(), AppError> {
+    crate::cluster::run::check_first_start(&cfg).await?;
     let core = open(cfg).await?;
     let bound = bind(&core.cfg).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

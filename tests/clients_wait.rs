@@ -2,8 +2,9 @@
 //! With `upstream.ack = "remote"`, `WAITAOF 0 1` returns 1 only once region B has fsynced the
 //! write, and with B's WAN cut both WAIT and WAITAOF time out with 0; with `ack = "durable"`
 //! the same cut leaves both at 1, because the site agent has the write (and fsynced it).
-//! Under `remote`, `WAIT 1` counts what B has *received*: with B never fsyncing, WAIT returns 1
-//! and WAITAOF 0.
+//! Under `remote`, `WAIT 1` counts what B has *received*, and the origin's GETACK makes B
+//! fsync at once (a Commit frame): with B never fsyncing by itself (`log.fsync = "no"`),
+//! WAITAOF still returns 1, which nothing but that frame can cause.
 
 mod support;
 
@@ -158,13 +159,29 @@ fn waitaof_with_durable_ack_means_fsynced_at_the_site_agent() {
 }
 
 #[test]
-fn wait_with_remote_ack_counts_what_region_b_received_not_what_it_fsynced() {
-    // B never fsyncs its log (only the snapshot of its full sync is on disk).
+fn wait_counts_what_region_b_received_and_a_getack_makes_b_fsync_at_once() {
+    // B never fsyncs its log by itself (only the snapshot of its full sync is on disk): only
+    // the Commit frame the site agent sends on the origin's GETACK can make it durable.
     let ch = chain("remote", "no");
     let mut c = ch.origin.client();
     let b_snapshot = metric(&ch.region, "georelay_log_durable_offset");
+    let mut off = 0.0;
     for i in 0..10 {
-        let off = write(&mut c, &format!("r{i}"));
+        off = write(&mut c, &format!("r{i}"));
+    }
+    // No WAIT yet, so no GETACK: B acknowledges what it received, and has fsynced nothing.
+    wait_until(LONG, "the site agent hears B received the writes", || {
+        metric(&ch.site, "georelay_downstream_agent_ack_offset") >= off
+    });
+    let fsynced = metric(&ch.site, "georelay_downstream_agent_fsync_offset");
+    assert!(fsynced < off, "B fsynced {fsynced} of {off} by itself");
+    assert_eq!(
+        metric(&ch.region, "georelay_log_durable_offset"),
+        b_snapshot,
+        "B fsynced nothing after its snapshot"
+    );
+    for i in 0..10 {
+        let off = write(&mut c, &format!("s{i}"));
         assert_eq!(
             num(&mut c, &["WAIT", "1", "5000"]),
             1,
@@ -176,18 +193,16 @@ fn wait_with_remote_ack_counts_what_region_b_received_not_what_it_fsynced() {
             "WAIT returned 1 while B held {b_head} of {off}"
         );
         assert_eq!(
-            num(&mut c, &["WAITAOF", "0", "1", "300"]),
-            0,
-            "WAITAOF after write {i}: B has not fsynced it"
+            num(&mut c, &["WAITAOF", "0", "1", "30000"]),
+            1,
+            "WAITAOF after write {i}: the GETACK made B fsync"
+        );
+        let b_durable = metric(&ch.region, "georelay_log_durable_offset");
+        assert!(
+            b_durable >= off,
+            "WAITAOF returned 1 while B had fsynced only {b_durable} of {off}"
         );
     }
-    assert_eq!(
-        metric(&ch.region, "georelay_log_durable_offset"),
-        b_snapshot,
-        "B fsynced nothing after its snapshot"
-    );
-    // The site agent shows both of B's offsets.
-    let received = metric(&ch.site, "georelay_downstream_agent_ack_offset");
     let fsynced = metric(&ch.site, "georelay_downstream_agent_fsync_offset");
-    assert!(received > fsynced, "received {received}, fsynced {fsynced}");
+    assert!(fsynced > b_snapshot, "the site agent saw B's fsyncs");
 }

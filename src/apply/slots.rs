@@ -273,6 +273,7 @@ mod tests {
             tls_port: None,
             master,
             healthy,
+            syncing: false,
         };
         let t = Topology {
             shards: vec![

@@ -19,8 +19,26 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 pub enum DiscoverError {
     #[error("cannot read the cluster topology from any seed of upstream.cluster ({0}); retrying")]
     Unreachable(String),
+    /// Every node answered that it is not a cluster node: the operator has the wrong key.
     #[error("{0}")]
     NotCluster(TopologyError),
+    /// A node refused the credentials (and none gave the topology).
+    #[error("{0}; retrying")]
+    Auth(TopologyError),
+}
+
+/// Why one node did not give the topology.
+enum Fail {
+    /// Unreachable, timed out, redirected, a bad reply: try the next node.
+    Transient(String),
+    /// Not a cluster node, or the credentials were refused.
+    Classified(TopologyError),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Fail {
+        Fail::Transient(s)
+    }
 }
 
 /// What one discovery pass found.
@@ -57,17 +75,18 @@ fn bulk_text(f: &Frame) -> Option<String> {
     }
 }
 
-async fn open(addr: &str, cfg: &UpstreamConfig, tls: Option<&Connector>) -> Result<Conn, String> {
+async fn open(addr: &str, cfg: &UpstreamConfig, tls: Option<&Connector>) -> Result<Conn, Fail> {
     let mut conn = Conn::connect(addr, TIMEOUT, tls)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{addr}: {e}"))?;
     if let Some(pass) = &cfg.password {
         let reply = match &cfg.username {
-            Some(u) => call(&mut conn, &[b"AUTH", u.as_bytes(), pass.as_bytes()]).await?,
-            None => call(&mut conn, &[b"AUTH", pass.as_bytes()]).await?,
-        };
+            Some(u) => call(&mut conn, &[b"AUTH", u.as_bytes(), pass.as_bytes()]).await,
+            None => call(&mut conn, &[b"AUTH", pass.as_bytes()]).await,
+        }
+        .map_err(|e| format!("{addr}: AUTH: {e}"))?;
         if let Frame::Error(e) = reply {
-            return Err(format!("AUTH rejected: {e}"));
+            return Err(Fail::Classified(TopologyError::Auth(addr.to_string(), e)));
         }
     }
     Ok(conn)
@@ -78,39 +97,42 @@ async fn read_topology(
     addr: &str,
     cfg: &UpstreamConfig,
     tls: Option<&Connector>,
-) -> Result<(Topology, bool), Result<String, TopologyError>> {
-    let mut conn = open(addr, cfg, tls).await.map_err(Ok)?;
+) -> Result<(Topology, bool), Fail> {
+    let mut conn = open(addr, cfg, tls).await?;
+    let io = |e: String| Fail::Transient(format!("{addr}: {e}"));
     let reply = call(&mut conn, &[b"CLUSTER", b"SHARDS"])
         .await
-        .map_err(Ok)?;
+        .map_err(io)?;
     let topo = match topology::parse_shards(&reply) {
         Ok(t) => t,
         Err(TopologyError::ShardsUnsupported(_)) => {
-            let nodes = call(&mut conn, &[b"CLUSTER", b"NODES"]).await.map_err(Ok)?;
+            let nodes = call(&mut conn, &[b"CLUSTER", b"NODES"]).await.map_err(io)?;
             match &nodes {
-                Frame::Error(e) => return Err(wrap(addr, topology::classify_error(addr, e))),
+                Frame::Error(e) => return Err(classified(addr, topology::classify_error(addr, e))),
                 f => {
-                    let text = bulk_text(f).ok_or(Ok("CLUSTER NODES: not a string".to_string()))?;
-                    topology::parse_nodes(&text).map_err(|e| wrap(addr, e))?
+                    let text = bulk_text(f)
+                        .ok_or_else(|| io("CLUSTER NODES: not a string".to_string()))?;
+                    topology::parse_nodes(&text).map_err(|e| classified(addr, e))?
                 }
             }
         }
-        Err(TopologyError::NotCluster(_, msg)) => {
-            return Err(Err(TopologyError::NotCluster(addr.to_string(), msg)))
-        }
-        Err(e) => return Err(Ok(format!("{addr}: {e}"))),
+        Err(e) => return Err(classified(addr, e)),
     };
-    let info = call(&mut conn, &[b"CLUSTER", b"INFO"]).await.map_err(Ok)?;
+    let info = call(&mut conn, &[b"CLUSTER", b"INFO"]).await.map_err(io)?;
     let ok = bulk_text(&info)
         .and_then(|t| topology::cluster_state_ok(&t))
         .unwrap_or(false);
     Ok((topo, ok))
 }
 
-fn wrap(addr: &str, e: TopologyError) -> Result<String, TopologyError> {
+/// Not-a-cluster and refused credentials are the operator's to fix; the rest is transient.
+fn classified(addr: &str, e: TopologyError) -> Fail {
     match e {
-        TopologyError::NotCluster(_, m) => Err(TopologyError::NotCluster(addr.to_string(), m)),
-        other => Ok(format!("{addr}: {other}")),
+        TopologyError::NotCluster(_, m) => {
+            Fail::Classified(TopologyError::NotCluster(addr.to_string(), m))
+        }
+        TopologyError::Auth(_, m) => Fail::Classified(TopologyError::Auth(addr.to_string(), m)),
+        other => Fail::Transient(format!("{addr}: {other}")),
     }
 }
 
@@ -120,7 +142,10 @@ pub async fn repl_info(
     cfg: &UpstreamConfig,
     tls: Option<&Connector>,
 ) -> Result<ReplInfo, String> {
-    let mut conn = open(addr, cfg, tls).await?;
+    let mut conn = open(addr, cfg, tls).await.map_err(|e| match e {
+        Fail::Transient(s) => s,
+        Fail::Classified(e) => e.to_string(),
+    })?;
     let reply = call(&mut conn, &[b"INFO", b"replication"]).await?;
     let text = bulk_text(&reply).ok_or_else(|| format!("{addr}: INFO replication: {reply:?}"))?;
     topology::parse_repl_info(&text).map_err(|e| format!("{addr}: {e}"))
@@ -135,6 +160,7 @@ pub async fn discover(
 ) -> Result<Discovered, DiscoverError> {
     let mut errors = Vec::new();
     let mut not_cluster = Vec::new();
+    let mut auth = None;
     let mut tried = Vec::new();
     for addr in seeds.iter().chain(known) {
         if tried.contains(addr) {
@@ -174,8 +200,12 @@ pub async fn discover(
                     addrs,
                 });
             }
-            Err(Ok(msg)) => errors.push(msg),
-            Err(Err(e)) => {
+            Err(Fail::Transient(msg)) => errors.push(msg),
+            Err(Fail::Classified(e @ TopologyError::Auth(..))) => {
+                errors.push(e.to_string());
+                auth.get_or_insert(e);
+            }
+            Err(Fail::Classified(e)) => {
                 errors.push(e.to_string());
                 not_cluster.push(e);
             }
@@ -186,6 +216,9 @@ pub async fn discover(
         if let Some(e) = not_cluster.into_iter().next() {
             return Err(DiscoverError::NotCluster(e));
         }
+    }
+    if let Some(e) = auth {
+        return Err(DiscoverError::Auth(e));
     }
     Err(DiscoverError::Unreachable(errors.join("; ")))
 }

@@ -222,6 +222,11 @@ async fn follow(
             let _ = t.await;
         }
         template.metrics.upstream_connected.set(0);
+        // A stopped session is not a link: the lane is not ready until the next one streams.
+        template
+            .health
+            .upstream_up
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         if done {
             return;
         }

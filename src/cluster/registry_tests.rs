@@ -12,6 +12,7 @@ fn node(id: &str, port: u16, master: bool, healthy: bool) -> Node {
         tls_port: None,
         master,
         healthy,
+        syncing: false,
     }
 }
 

@@ -13,6 +13,7 @@ use super::discover::{self, DiscoverError, Discovered};
 use super::lane::Lane;
 use super::registry::{self, Registry};
 use super::slotmap::{LaneSlots, SlotMap, SlotRange};
+use super::status::ClusterRow;
 use crate::config::{ClusterSettings, Config, PortRange, ReadFrom};
 use crate::metrics::{Health, Metrics};
 use crate::serve::peers::{self, LaneMap};
@@ -20,11 +21,16 @@ use crate::serve::peers::{self, LaneMap};
 /// How often lanes are checked for a lost upstream link (which triggers a refresh).
 const LANE_POLL: Duration = Duration::from_millis(250);
 
-/// Why the cluster side stopped.
+/// Why the cluster side stopped (or did not start).
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("{0}")]
     Registry(#[from] registry::RegistryError),
+    /// First start, no lane yet, and the seeds are standalone servers.
+    #[error("upstream.cluster: {0}")]
+    NotCluster(DiscoverError),
+    #[error("reading the lane registry: {0}")]
+    Task(String),
 }
 
 /// A lane kept elsewhere (a region agent's lanes) that `/status` lists beside the site's.
@@ -37,9 +43,23 @@ pub trait ShardSource: Send + Sync {
 pub struct Lanes {
     inner: Arc<Mutex<Vec<Arc<Lane>>>>,
     others: Arc<Mutex<Vec<Arc<dyn ShardSource>>>>,
+    /// The site's last discovery pass (None on a region agent).
+    cluster: Arc<Mutex<Option<ClusterRow>>>,
 }
 
 impl Lanes {
+    /// What the last discovery pass found (`/status` `cluster`); None on a region agent.
+    pub fn cluster_row(&self) -> Option<ClusterRow> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_cluster(&self, row: ClusterRow) {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(row);
+    }
+
     /// The running lanes, in creation order.
     pub fn list(&self) -> Vec<Arc<Lane>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -100,6 +120,32 @@ pub async fn run_logged(ctx: ClusterCtx, shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// At the first start (no lane in `data_dir/lanes` yet), a seed list of standalone servers is
+/// a config mistake: one discovery pass, and an error saying to use `upstream.redis` if every
+/// seed answered it is not a cluster node. Unreachable seeds, refused credentials and
+/// everything else are left to the cluster loop, which keeps retrying (and, once lanes exist,
+/// a not-cluster answer is only logged: the lanes keep their logs and wait).
+pub async fn check_first_start(cfg: &Config) -> Result<(), ClusterError> {
+    let Some(cl) = &cfg.cluster else {
+        return Ok(());
+    };
+    let dir = lanes_dir(cfg);
+    let reg = tokio::task::spawn_blocking(move || Registry::load(&dir))
+        .await
+        .map_err(|e| ClusterError::Task(e.to_string()))??;
+    if !reg.lanes.is_empty() {
+        return Ok(());
+    }
+    let tls = cfg
+        .upstream_tls
+        .as_ref()
+        .and_then(|t| crate::redistls::Connector::new(t).ok());
+    match discover::discover(&cl.seeds, &[], &cfg.upstream, tls.as_ref()).await {
+        Err(e @ DiscoverError::NotCluster(_)) => Err(ClusterError::NotCluster(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the cluster side until `shutdown` flips; then stops every lane (final fsyncs).
 pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result<(), ClusterError> {
     let Some(cl) = ctx.cfg.cluster.clone() else {
@@ -120,7 +166,11 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
         .as_ref()
         .and_then(|t| crate::redistls::Connector::new(t).ok());
     let mut known: Vec<String> = Vec::new();
-    let mut last_warning = String::new();
+    let mut logged: Vec<String> = Vec::new();
+    ctx.lanes.set_cluster(ClusterRow {
+        state: "discovering".into(),
+        ..Default::default()
+    });
     let mut reconnects: HashMap<String, u64> = HashMap::new();
     let mut ticker = tokio::time::interval(cl.refresh);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,11 +187,12 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
                 tracing::debug!("a lane lost its upstream: reading the topology now");
             }
         }
-        match discover::discover(&cl.seeds, &known, &ctx.cfg.upstream, tls.as_ref()).await {
+        let row = match discover::discover(&cl.seeds, &known, &ctx.cfg.upstream, tls.as_ref()).await
+        {
             Ok(d) => {
                 known = d.addrs.clone();
                 let before = reg.clone();
-                apply(&ctx, &cl, ports, &mut reg, &d, &mut last_warning).await;
+                let problems = apply(&ctx, &cl, ports, &mut reg, &d).await;
                 if reg != before {
                     let (r, d) = (reg.clone(), dir.clone());
                     match tokio::task::spawn_blocking(move || r.save(&d)).await {
@@ -150,16 +201,25 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
                         Ok(Ok(())) => {}
                     }
                 }
-            }
-            Err(e @ DiscoverError::NotCluster(_)) => {
-                let msg = e.to_string();
-                if last_warning != msg {
-                    tracing::error!("upstream.cluster: {msg}");
-                    last_warning = msg;
+                ClusterRow {
+                    state: if d.state_ok { "ok" } else { "fail" }.into(),
+                    problems,
+                    from: d.from,
                 }
             }
-            Err(e) => warn_once(&mut last_warning, e.to_string()),
-        }
+            Err(e) => ClusterRow {
+                state: match e {
+                    DiscoverError::NotCluster(_) => "not_cluster",
+                    DiscoverError::Auth(_) => "auth_failed",
+                    DiscoverError::Unreachable(_) => "unreachable",
+                }
+                .into(),
+                problems: vec![e.to_string()],
+                from: String::new(),
+            },
+        };
+        log_new(&mut logged, &row);
+        ctx.lanes.set_cluster(row);
     }
     for lane in ctx.lanes.list() {
         lane.stop().await;
@@ -167,11 +227,15 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
     Ok(())
 }
 
-fn warn_once(last: &mut String, msg: String) {
-    if *last != msg {
-        tracing::warn!("{msg}");
-        *last = msg;
+/// Logs the problems of a pass that the previous pass did not have (each once while it lasts).
+fn log_new(logged: &mut Vec<String>, row: &ClusterRow) {
+    for p in row.problems.iter().filter(|p| !logged.contains(p)) {
+        match row.state.as_str() {
+            "not_cluster" | "auth_failed" => tracing::error!("upstream.cluster: {p}"),
+            _ => tracing::warn!("upstream.cluster: {p}"),
+        }
     }
+    *logged = row.problems.clone();
 }
 
 /// True when a lane's upstream task reconnected since the last poll.
@@ -194,23 +258,20 @@ fn update_health(ctx: &ClusterCtx) {
     ctx.health.log_writable.store(writable, Relaxed);
 }
 
-/// Brings the lanes in line with one discovery pass.
+/// Brings the lanes in line with one discovery pass; returns what was wrong with it.
 async fn apply(
     ctx: &ClusterCtx,
     cl: &ClusterSettings,
     ports: PortRange,
     reg: &mut Registry,
     d: &Discovered,
-    last_warning: &mut String,
-) {
+) -> Vec<String> {
+    let mut problems = Vec::new();
     if !d.state_ok {
-        warn_once(
-            last_warning,
-            format!(
-                "cluster_state:fail (read from {}): lanes keep what they have and wait for their shards",
-                d.from
-            ),
-        );
+        problems.push(format!(
+            "cluster_state:fail (read from {}): lanes keep what they have and wait for their shards",
+            d.from
+        ));
     }
     let topo = super::topology::Topology {
         shards: d.seen.iter().map(|s| s.shard.clone()).collect(),
@@ -221,13 +282,10 @@ async fn apply(
             .iter()
             .map(|r| format!("{}-{}", r.first, r.last))
             .collect();
-        warn_once(
-            last_warning,
-            format!(
-                "slots {} are covered by no shard with a live master; carrying on with the others",
-                list.join(",")
-            ),
-        );
+        problems.push(format!(
+            "slots {} are covered by no shard with a live master; carrying on with the others",
+            list.join(",")
+        ));
     }
     let history: HashMap<String, Vec<crate::log::HistoryEntry>> = ctx
         .lanes
@@ -268,22 +326,25 @@ async fn apply(
         match a.lanes.get(&li).map(|&si| &d.seen[si].shard) {
             Some(shard) => {
                 let tls = ctx.cfg.upstream_tls.is_some();
-                let node = match cl.read_from {
-                    ReadFrom::Master => shard.master(),
-                    ReadFrom::Replica => shard.replicas().next().or(shard.master()),
-                };
-                let addr = node.map(|n| n.addr(tls));
+                let source = shard.source(cl.read_from == ReadFrom::Replica);
+                let addr = source.as_ref().ok().map(|n| n.addr(tls));
+                if let Err(why) = source {
+                    problems.push(format!(
+                        "lane {} ({}): {why}; the lane keeps its log and waits",
+                        rec.name, rec.alias
+                    ));
+                }
                 lane.follow(addr.clone());
                 lane.set_view(|v| {
                     v.slots = shard.slots.clone();
                     v.upstream = addr.clone().unwrap_or_default();
-                    v.state = match &addr {
-                        Some(_) if lane.metrics.upstream_connected.get() == 1 => "streaming".into(),
-                        Some(_) => "connecting".into(),
-                        None => {
-                            "waiting: the shard's master is gone and no replica has replaced it yet"
-                                .into()
+                    v.state = match (&addr, source) {
+                        (Some(_), _) if lane.metrics.upstream_connected.get() == 1 => {
+                            "streaming".into()
                         }
+                        (Some(_), _) => "connecting".into(),
+                        (None, Err(why)) => format!("waiting: {why}"),
+                        (None, Ok(_)) => "waiting".into(),
                     };
                 });
             }
@@ -316,6 +377,7 @@ async fn apply(
         }
     }
     publish(ctx);
+    problems
 }
 
 /// Sends the slot map downstream when it changed (its version grows by one).

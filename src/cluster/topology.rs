@@ -10,6 +10,8 @@ use crate::resp::Frame;
 pub enum TopologyError {
     #[error("{0} is not in cluster mode ({1}); use upstream.redis for a standalone master")]
     NotCluster(String, String),
+    #[error("{0} refused the credentials ({1}); check upstream.username and upstream.password")]
+    Auth(String, String),
     /// Redis 6.2 has no `CLUSTER SHARDS`: read `CLUSTER NODES` instead.
     #[error("CLUSTER SHARDS is not supported ({0})")]
     ShardsUnsupported(String),
@@ -38,6 +40,9 @@ pub struct Node {
     pub master: bool,
     /// Online: not failed (or suspected), not loading, not in handshake.
     pub healthy: bool,
+    /// A replica still getting its first sync (`CLUSTER SHARDS` health `loading`): it will be
+    /// online soon, unlike a failed one.
+    pub syncing: bool,
 }
 
 impl Node {
@@ -74,6 +79,25 @@ impl Shard {
     pub fn replicas(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| !n.master && n.healthy)
     }
+
+    /// The node a lane of this shard follows: with `replica`, a healthy replica, else — while
+    /// a replica is still syncing — none yet (a lane must not cost the master a full sync for
+    /// want of a few seconds), else the master (the shard has no replica that could serve).
+    /// Without `replica`, the master. Err: why there is none.
+    pub fn source(&self, replica: bool) -> Result<&Node, &'static str> {
+        if replica {
+            if let Some(r) = self.replicas().next() {
+                return Ok(r);
+            }
+            if self.nodes.iter().any(|n| !n.master && n.syncing) {
+                return Err(
+                    "the shard's replica is still syncing (upstream.read_from = \"replica\")",
+                );
+            }
+        }
+        self.master()
+            .ok_or("its shard's master is gone and no replica has replaced it yet")
+    }
 }
 
 /// Every shard the cluster reported.
@@ -107,6 +131,12 @@ pub fn classify_error(addr: &str, msg: &str) -> TopologyError {
     let lower = msg.to_ascii_lowercase();
     if lower.contains("cluster support disabled") {
         TopologyError::NotCluster(addr.to_string(), msg.to_string())
+    } else if lower.starts_with("noauth")
+        || lower.starts_with("wrongpass")
+        || lower.contains("invalid password")
+        || lower.contains("invalid username-password")
+    {
+        TopologyError::Auth(addr.to_string(), msg.to_string())
     } else if lower.starts_with("moved ") || lower.starts_with("ask ") {
         TopologyError::Redirect(msg.to_string())
     } else if lower.contains("unknown subcommand") {
@@ -213,19 +243,19 @@ fn shard_node(f: &Frame) -> Result<Node, TopologyError> {
     let id = id.ok_or_else(|| malformed("CLUSTER SHARDS node", "no id"))?;
     let ip = ip
         .filter(|i| !i.is_empty() && i != "?")
-        .or(endpoint.filter(|e| !e.is_empty() && e != "?"))
-        .ok_or_else(|| malformed("CLUSTER SHARDS node", format!("{id} has no address")))?;
-    let port = port
-        .filter(|p| *p != 0)
-        .or(tls_port)
-        .ok_or_else(|| malformed("CLUSTER SHARDS node", format!("{id} has no port")))?;
+        .or(endpoint.filter(|e| !e.is_empty() && e != "?"));
+    let port = port.filter(|p| *p != 0).or(tls_port);
+    // A node that does not know its address yet (a fresh node, a handshake) is listed but
+    // cannot be followed: unhealthy, not an error for the whole topology.
+    let reachable = ip.is_some() && port.is_some();
     Ok(Node {
         id,
-        ip,
-        port,
+        ip: ip.unwrap_or_default(),
+        port: port.unwrap_or(0),
         tls_port,
         master: role.as_deref() == Some("master"),
-        healthy: health.as_deref() == Some("online"),
+        healthy: reachable && health.as_deref() == Some("online"),
+        syncing: reachable && health.as_deref() == Some("loading"),
     })
 }
 
@@ -273,6 +303,7 @@ pub fn parse_nodes(text: &str) -> Result<Topology, TopologyError> {
                 tls_port: None,
                 master: flags.contains(&"master"),
                 healthy,
+                syncing: false,
             },
             master_of: (f[3] != "-").then(|| f[3].to_string()),
             slots,

@@ -167,6 +167,16 @@ fn errors_are_classified() {
         parse_shards(&Frame::Error("ASK 1 127.0.0.1:2".into())),
         Err(TopologyError::Redirect(_))
     ));
+    // Redis 6+/7 and Valkey: no password sent, a wrong one, a wrong user.
+    for msg in [
+        "NOAUTH Authentication required.",
+        "WRONGPASS invalid username-password pair or user is disabled.",
+        "ERR invalid password",
+    ] {
+        let e = classify_error("127.0.0.1:7000", msg);
+        assert!(matches!(e, TopologyError::Auth(..)), "{msg}: {e:?}");
+        assert!(e.to_string().contains("upstream.password"), "{e}");
+    }
 }
 
 #[test]
@@ -213,4 +223,14 @@ fn replication_lineage() {
     assert!(fresh.replid2.is_none() && fresh.second_offset.is_none());
     assert!(!fresh.continues(old, 1));
     assert!(parse_repl_info("role:master\r\n").is_err());
+}
+
+#[test]
+fn a_node_without_an_address_is_listed_unhealthy() {
+    // A fresh node that has not learned its own IP yet (no MEET): `"ip": ""`.
+    let raw = b"*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*10\r\n$2\r\nid\r\n$40\r\n6f392166dd9e0f025d36db302bff6f9a798cdfef\r\n$2\r\nip\r\n$0\r\n\r\n$4\r\nport\r\n:7000\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$6\r\nhealth\r\n$6\r\nonline\r\n";
+    let t = parse_shards(&frame(raw)).unwrap();
+    let n = &t.shards[0].nodes[0];
+    assert!(n.master && !n.healthy, "{n:?}");
+    assert_eq!(t.shards[0].master(), None);
 }

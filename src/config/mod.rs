@@ -23,7 +23,7 @@ mod serve;
 mod target;
 mod upstream;
 
-pub use cluster::{ClusterSettings, LanePart, PortRange, ReadFrom};
+pub use cluster::{lane_hash, ClusterSettings, LanePart, PortRange, ReadFrom};
 pub use link::LinkSettings;
 pub use listen::{DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_REDIS};
 pub use log::LogSettings;

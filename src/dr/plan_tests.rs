@@ -38,6 +38,7 @@ fn status(node: &str, kind: UpstreamKind, replica: &str, agent: Option<&str>) ->
         replicas: vec![],
         agents: vec![],
         shards: vec![],
+        cluster: None,
         target: vec![],
     }
 }

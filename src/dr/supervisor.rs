@@ -114,8 +114,7 @@ fn start(
                 log: deps.log.clone(),
                 metrics: deps.metrics.clone(),
                 health: deps.health.clone(),
-                remote_ack: (cfg.ack == AckPolicy::Remote)
-                    .then(|| deps.peers.subscribe_remote_ack()),
+                remote_ack: (cfg.ack == AckPolicy::Remote).then(|| deps.peers.remote()),
                 tls: cfg
                     .upstream_tls
                     .as_ref()

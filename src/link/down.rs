@@ -48,6 +48,9 @@ pub enum DownAction {
     Heard { head: u64, head_timestamp_us: u64 },
     /// The upstream announced a new epoch; a full sync follows.
     NewEpoch { reason: String },
+    /// Fsync the log now (a [`Frame::Commit`]: the upstream's master waits for it); the Ack
+    /// follows from [`Down::ack`] once the durable offset moves.
+    Commit { upto: u64 },
 }
 
 /// Why the link must end.
@@ -271,6 +274,13 @@ impl Down {
                 head,
                 head_timestamp_us,
             }),
+            Frame::Commit { upto } => {
+                // Before the link is in sync the offsets mean nothing here; what is durable
+                // already was (or is being) acknowledged.
+                if self.online && durable < upto {
+                    out.push(DownAction::Commit { upto });
+                }
+            }
             Frame::ReplidSwitch { replid, start } => {
                 let Some(p) = self.pos.as_mut().filter(|p| p.1 == start) else {
                     let next = self.next_offset().unwrap_or(0);

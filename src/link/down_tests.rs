@@ -371,3 +371,49 @@ fn snapshot_refresh_wants_only_a_newer_snapshot() {
     let mut d = Down::new(Mode::SnapshotOnly { ours: None }, None, None);
     assert!(feed(&mut d, Frame::log(1, 1, Bytes::from_static(b"x"))).is_err());
 }
+
+#[test]
+fn commit_asks_for_an_fsync_only_when_in_sync_and_not_yet_durable() {
+    let mut d = Down::new(Mode::Stream, Some((A.into(), 99)), None).with_received_acks(true);
+    let commit = |upto| Frame::Commit { upto };
+    // Not in sync yet: this log's offsets mean nothing upstream.
+    assert_eq!(feed(&mut d, commit(50)).unwrap(), vec![]);
+    feed(
+        &mut d,
+        Frame::Continue {
+            replid: A.into(),
+            offset: 100,
+        },
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    d.on_frame(
+        Frame::log(100, 5, Bytes::from_static(b"abcd")),
+        1,
+        99,
+        &mut out,
+    )
+    .unwrap();
+    out.clear();
+    // 103 is written, 99 durable: fsync now.
+    d.on_frame(commit(103), 2, 99, &mut out).unwrap();
+    assert_eq!(out, vec![DownAction::Commit { upto: 103 }]);
+    // Once the fsync lands the Ack says so at once.
+    assert_eq!(
+        d.ack(103, 103),
+        Some(DownAction::Send(Frame::Ack {
+            durable: 103,
+            received: Some(103)
+        }))
+    );
+    // Already durable: nothing to do.
+    out.clear();
+    d.on_frame(commit(103), 3, 103, &mut out).unwrap();
+    assert_eq!(out, vec![]);
+    // A snapshot refresh link does not expect one.
+    let mut r = Down::new(Mode::SnapshotOnly { ours: None }, None, None);
+    assert!(matches!(
+        feed(&mut r, commit(1)),
+        Err(DownError::Protocol(m)) if m.contains("unexpected Commit")
+    ));
+}

@@ -26,6 +26,7 @@ const T_REPLID_SWITCH: u8 = 9;
 const T_NEW_EPOCH: u8 = 10;
 const T_ERROR: u8 = 11;
 const T_SNAPSHOT_FROM: u8 = 12;
+const T_COMMIT: u8 = 13;
 
 /// Tags of Hello's optional tail fields (each at most once, in this order).
 const HELLO_PARTIAL: u8 = 1;
@@ -108,6 +109,11 @@ pub enum Frame {
     NewEpoch { reason: String },
     /// Either way: a fatal error; the sender closes the link after it.
     Error { code: u32, message: String },
+    /// Upstream → downstream, protocol 3 only (ALPN [`super::proto::ALPN_V3`]): the
+    /// upstream's master asked for an ACK (`REPLCONF GETACK`); fsync what is written up to
+    /// `upto` now, without waiting for the periodic fsync, and Ack once it is durable. Sent
+    /// after the log frames that carry `upto`.
+    Commit { upto: u64 },
 }
 
 impl Frame {
@@ -134,6 +140,7 @@ impl Frame {
             Frame::ReplidSwitch { .. } => "ReplidSwitch",
             Frame::NewEpoch { .. } => "NewEpoch",
             Frame::Error { .. } => "Error",
+            Frame::Commit { .. } => "Commit",
         }
     }
 
@@ -273,6 +280,10 @@ pub fn encode_head(frame: &Frame, out: &mut BytesMut) -> Option<Bytes> {
             out.put_u8(T_ERROR);
             out.put_u32_le(*code);
             put_str(out, message);
+        }
+        Frame::Commit { upto } => {
+            out.put_u8(T_COMMIT);
+            out.put_u64_le(*upto);
         }
     }
     let tail = payload.as_ref().map_or(0, Bytes::len);
@@ -450,6 +461,9 @@ pub fn parse_body(body: Bytes) -> Result<Frame, FrameError> {
         T_ERROR => Frame::Error {
             code: r.u32("Error.code")?,
             message: r.string("Error.message")?,
+        },
+        T_COMMIT => Frame::Commit {
+            upto: r.u64("Commit.upto")?,
         },
         other => return Err(FrameError::UnknownType(other)),
     };

@@ -87,6 +87,7 @@ fn every_variant() -> Vec<Frame> {
             code: 3,
             message: "protocol version 9 not supported".into(),
         },
+        Frame::Commit { upto: 1234 },
     ]
 }
 
@@ -177,6 +178,20 @@ fn malformed_bodies_are_typed_errors() {
         FrameError::Truncated {
             field: "Ack.durable",
             ..
+        }
+    ));
+    assert!(matches!(
+        err(&[T_COMMIT, 1, 2]),
+        FrameError::Truncated {
+            field: "Commit.upto",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(&[T_COMMIT, 1, 0, 0, 0, 0, 0, 0, 0, 9]),
+        FrameError::TrailingBytes {
+            frame: "Commit",
+            extra: 1
         }
     ));
     assert!(matches!(

@@ -33,7 +33,7 @@ pub mod up;
 
 pub use compress::{compress, decompress, log_frame, log_payload, Compression};
 pub use frame::{decode, encode, encode_head, Frame, PartialSnapshot};
-pub use proto::{CloseCode, ALPN, ALPN_V2, MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_ONLY};
+pub use proto::{CloseCode, ALPN, ALPN_V2, ALPN_V3, MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_ONLY};
 pub use quic::{
     client_endpoint, connect, negotiated_alpn, peer_name, server_endpoint, Congestion,
     TransportSettings,

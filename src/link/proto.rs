@@ -10,12 +10,20 @@ pub const ALPN: &[u8] = b"georelay/1";
 /// its Acks. Both ends offer [`ALPNS`]; the server picks the first it shares with the client,
 /// so a new pair speaks 2 and an agent of the first version still gets 1.
 pub const ALPN_V2: &[u8] = b"georelay/2";
+/// The third protocol: the second's frames, and the upstream may send
+/// [`super::Frame::Commit`] (fsync now and Ack) when its master asks for an ACK.
+pub const ALPN_V3: &[u8] = b"georelay/3";
 /// Every ALPN this agent speaks, most preferred first.
-pub const ALPNS: [&[u8]; 2] = [ALPN_V2, ALPN];
+pub const ALPNS: [&[u8]; 3] = [ALPN_V3, ALPN_V2, ALPN];
 
 /// True when `alpn` (as negotiated) lets a downstream send the received offset in Acks.
 pub fn acks_received(alpn: Option<&[u8]>) -> bool {
-    alpn == Some(ALPN_V2)
+    alpn == Some(ALPN_V2) || alpn == Some(ALPN_V3)
+}
+
+/// True when `alpn` (as negotiated) lets the upstream send [`super::Frame::Commit`].
+pub fn commit_requests(alpn: Option<&[u8]>) -> bool {
+    alpn == Some(ALPN_V3)
 }
 /// Default bound on one frame's body length (8 MiB).
 pub const MAX_FRAME: usize = 8 << 20;

@@ -139,9 +139,12 @@ async fn mutual_tls_loopback_carries_frames() {
     assert_eq!(peer_name(&conn).as_deref(), Some("server"));
     assert_eq!(
         negotiated_alpn(&conn),
-        Some(crate::link::ALPN_V2.to_vec()),
-        "two agents of this version speak protocol 2"
+        Some(crate::link::ALPN_V3.to_vec()),
+        "two agents of this version speak protocol 3"
     );
+    assert!(crate::link::proto::commit_requests(
+        negotiated_alpn(&conn).as_deref()
+    ));
     let (send, recv) = conn.open_bi().await.unwrap();
     let mut writer = FrameWriter::new(send);
     writer.send_all(&frames).await.unwrap();
@@ -234,10 +237,29 @@ async fn client_with_other_alpn_is_refused() {
 
 #[tokio::test]
 async fn a_first_version_client_still_gets_protocol_1() {
+    older_client_gets(&[crate::link::ALPN], crate::link::ALPN, false).await;
+}
+
+#[tokio::test]
+async fn a_second_version_client_gets_protocol_2_without_commits() {
+    older_client_gets(
+        &[crate::link::ALPN_V2, crate::link::ALPN],
+        crate::link::ALPN_V2,
+        true,
+    )
+    .await;
+    assert!(!crate::link::proto::commit_requests(Some(
+        crate::link::ALPN_V2
+    )));
+}
+
+/// A client offering only `offers` gets `expect`; `received` tells whether its Acks may carry
+/// the received offset.
+async fn older_client_gets(offers: &[&[u8]], expect: &[u8], received: bool) {
     let p = pki();
     let (server_ep, addr) = server(&p);
     let mut config = tls::client_config(&files(&p.ours, "client")).unwrap();
-    config.alpn_protocols = vec![crate::link::ALPN.to_vec()];
+    config.alpn_protocols = offers.iter().map(|a| a.to_vec()).collect();
     let client_ep =
         client_endpoint_with_tls(config, &crate::config::LinkSettings::default().transport)
             .unwrap();
@@ -253,13 +275,14 @@ async fn a_first_version_client_still_gets_protocol_1() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(negotiated_alpn(&conn), Some(crate::link::ALPN.to_vec()));
-    assert!(!crate::link::proto::acks_received(
-        negotiated_alpn(&conn).as_deref()
-    ));
+    assert_eq!(negotiated_alpn(&conn), Some(expect.to_vec()));
+    assert_eq!(
+        crate::link::proto::acks_received(negotiated_alpn(&conn).as_deref()),
+        received
+    );
     assert_eq!(
         timeout(DEADLINE, accepted).await.unwrap().unwrap(),
-        Some(crate::link::ALPN.to_vec())
+        Some(expect.to_vec())
     );
     conn.close(0u32.into(), b"done");
 }

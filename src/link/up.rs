@@ -70,6 +70,10 @@ pub struct Up {
     sent_idx: usize,
     ack: Acked,
     next_beat_us: u64,
+    /// The link speaks protocol 3: it may send [`Frame::Commit`].
+    commits: bool,
+    /// A Commit asked for and not sent yet: the offset it must cover.
+    commit_wanted: Option<u64>,
 }
 
 /// What a downstream agent has acknowledged: `received` is written to its log, `durable` is
@@ -78,6 +82,15 @@ pub struct Up {
 pub struct Acked {
     pub received: u64,
     pub durable: u64,
+}
+
+/// What an upstream Redis session with `ack = "remote"` shares with the links serving its
+/// stream: the lowest offsets they acknowledged, and where it asks them to commit now (the
+/// offset a `REPLCONF GETACK` covers; each link then sends [`Frame::Commit`]).
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub acks: tokio::sync::watch::Receiver<Acked>,
+    pub commit: tokio::sync::watch::Sender<u64>,
 }
 
 impl Up {
@@ -91,7 +104,39 @@ impl Up {
             sent_idx: 0,
             ack: Acked::default(),
             next_beat_us: 0,
+            commits: false,
+            commit_wanted: None,
         }
+    }
+
+    /// The link negotiated protocol 3 (ALPN `georelay/3`): it may ask for commits.
+    pub fn with_commits(mut self, on: bool) -> Up {
+        self.commits = on;
+        self
+    }
+
+    /// The master asked for an ACK covering `upto`: a [`Frame::Commit`] goes out once the log
+    /// frames that carry `upto` are sent ([`Up::poll_commit`]). Nothing on a link below
+    /// protocol 3, or when the downstream already acknowledged `upto` as durable.
+    pub fn want_commit(&mut self, upto: u64) {
+        if self.commits && self.ack.durable < upto {
+            self.commit_wanted = Some(self.commit_wanted.map_or(upto, |w| w.max(upto)));
+        }
+    }
+
+    /// The Commit to send now: one is wanted, the downstream has not acknowledged it as
+    /// durable yet, and every byte up to it has been sent.
+    pub fn poll_commit(&mut self) -> Option<Frame> {
+        let upto = self.commit_wanted?;
+        if self.ack.durable >= upto {
+            self.commit_wanted = None;
+            return None;
+        }
+        if self.pos <= upto {
+            return None;
+        }
+        self.commit_wanted = None;
+        Some(Frame::Commit { upto })
     }
 
     /// The first frame of the stream (`None`: it ended cleanly before one).
@@ -184,6 +229,8 @@ impl Up {
     /// The snapshot was sent: stream from its offset + 1 under the replid announced, at the
     /// newest entry of the `history` of `epoch`.
     pub fn snapshot_sent(&mut self, snap: &SnapshotOffer, epoch: u64, history: &[HistoryEntry]) {
+        // A commit asked for in the old epoch means nothing in this one.
+        self.commit_wanted = None;
         self.pos = snap.offset + 1;
         self.replid = Some(snap.replid.clone());
         self.epoch = epoch;

@@ -331,3 +331,62 @@ fn small_runs_are_joined_and_large_pieces_kept() {
     assert_eq!(&out[0].data[..10], &[0u8; 10]);
     assert_eq!(&out[0].data[10..], &[10u8; 20]);
 }
+
+#[test]
+fn a_commit_goes_out_once_the_bytes_it_covers_are_sent() {
+    let history = [h(A, 1)];
+    let mut u = up(Compression::None).with_commits(true);
+    u.on_hello(Some(hello(Some(A), 100, None))).unwrap();
+    u.on_decision(&PsyncDecision::Continue { replid: A.into() }, 1, &history);
+    // The GETACK's last byte is 104; only 100..=102 are sent so far.
+    u.want_commit(104);
+    u.log_frames(vec![piece(100, b"abc", 1)], &history).unwrap();
+    assert_eq!(u.poll_commit(), None, "104 is not sent yet");
+    u.log_frames(vec![piece(103, b"de", 2)], &history).unwrap();
+    assert_eq!(u.poll_commit(), Some(Frame::Commit { upto: 104 }));
+    assert_eq!(u.poll_commit(), None, "one Commit per request");
+    // Asked again for an offset the downstream already made durable: nothing to send.
+    u.on_frame(Frame::ack(104)).unwrap();
+    u.want_commit(104);
+    assert_eq!(u.poll_commit(), None);
+    // Two requests before the bytes go out: one Commit, for the later offset.
+    u.want_commit(106);
+    u.want_commit(105);
+    u.log_frames(vec![piece(105, b"fg", 3)], &history).unwrap();
+    assert_eq!(u.poll_commit(), Some(Frame::Commit { upto: 106 }));
+    // An ack that arrives first makes the pending Commit moot.
+    u.want_commit(107);
+    u.on_frame(Frame::ack(107)).unwrap();
+    u.log_frames(vec![piece(107, b"h", 4)], &history).unwrap();
+    assert_eq!(u.poll_commit(), None);
+}
+
+#[test]
+fn no_commit_on_a_link_below_protocol_3_or_across_a_full_sync() {
+    let history = [h(A, 1)];
+    let mut old = up(Compression::None);
+    old.on_hello(Some(hello(Some(A), 100, None))).unwrap();
+    old.on_decision(&PsyncDecision::Continue { replid: A.into() }, 1, &history);
+    old.want_commit(100);
+    old.log_frames(vec![piece(100, b"abc", 1)], &history)
+        .unwrap();
+    assert_eq!(
+        old.poll_commit(),
+        None,
+        "a georelay/2 peer never sees Commit"
+    );
+
+    let mut u = up(Compression::None).with_commits(true);
+    u.on_hello(Some(hello(None, 0, None))).unwrap();
+    u.want_commit(500);
+    let snap = SnapshotOffer {
+        replid: A.into(),
+        offset: 1000,
+        size: 10,
+        rdb_version: 11,
+    };
+    u.full_frames(&snap, "first_sync");
+    u.snapshot_sent(&snap, 2, &history);
+    assert_eq!(u.position(), 1001);
+    assert_eq!(u.poll_commit(), None, "the old epoch's request is dropped");
+}

@@ -122,6 +122,9 @@ pub struct Status {
     /// Cluster mode: one row per lane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<crate::cluster::status::ShardRow>,
+    /// Cluster mode (site): what the last topology read found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::status::ClusterRow>,
     /// Apply mode: one row per lane written into the target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<crate::apply::TargetRow>,
@@ -248,6 +251,7 @@ pub fn collect(st: &NodeState) -> Status {
             .as_ref()
             .map(crate::cluster::status::rows)
             .unwrap_or_default(),
+        cluster: st.cluster.as_ref().and_then(|l| l.cluster_row()),
         target: st.apply.rows(),
     }
 }
@@ -338,6 +342,10 @@ pub fn render_table(s: &Status) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    out.push_str(&crate::cluster::status::render(
+        s.cluster.as_ref(),
+        &s.shards,
+    ));
     out
 }
 
@@ -361,6 +369,7 @@ pub fn max_lag_seconds(s: &Status) -> f64 {
         .chain(&s.agents)
         .map(|r| r.lag_seconds)
         .chain(s.target.iter().map(|t| t.lag_seconds))
+        .chain(s.shards.iter().map(|l| l.lag_seconds))
         .fold(upstream, f64::max)
 }
 
@@ -411,6 +420,7 @@ mod tests {
             }],
             agents: vec![],
             shards: vec![],
+            cluster: None,
             target: vec![],
         };
         let t = render_table(&s);

@@ -2,12 +2,14 @@
 //! replicas, and the shared context.
 
 pub mod agent;
+mod agent_stream;
 pub mod clients;
 pub mod cluster;
 pub mod cluster_port;
 pub mod commands;
 pub mod feed;
 pub mod info;
+mod pacing;
 pub mod peers;
 pub mod rdbcheck;
 pub mod session;

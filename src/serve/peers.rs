@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
-use crate::link::up::Acked;
+use crate::link::up::{Acked, Remote};
 use crate::log::Log;
 
 /// Where a downstream agent's link is.
@@ -120,6 +120,8 @@ pub struct Peers {
     /// The lowest acknowledged offsets among connected peers, never moving backwards; stays
     /// where it was while no peer is connected.
     remote_ack: watch::Sender<Acked>,
+    /// The offset the upstream session last asked the streaming peers to commit (a GETACK).
+    commit: watch::Sender<u64>,
 }
 
 impl Default for Peers {
@@ -128,6 +130,7 @@ impl Default for Peers {
             next_id: AtomicU64::new(0),
             map: Mutex::new(BTreeMap::new()),
             remote_ack: watch::channel(Acked::default()).0,
+            commit: watch::channel(0).0,
         }
     }
 }
@@ -189,6 +192,21 @@ impl Peers {
     /// Watches the lowest offsets (received, durable) acknowledged by the connected peers.
     pub fn subscribe_remote_ack(&self) -> watch::Receiver<Acked> {
         self.remote_ack.subscribe()
+    }
+
+    /// For an upstream Redis session with `ack = "remote"`: the acknowledged offsets, and
+    /// the channel on which it asks the peers' links to commit now.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            acks: self.remote_ack.subscribe(),
+            commit: self.commit.clone(),
+        }
+    }
+
+    /// Watches the offsets the upstream session asks the peers to commit (each link sends a
+    /// Commit frame once it has sent that far).
+    pub fn subscribe_commit(&self) -> watch::Receiver<u64> {
+        self.commit.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, PeerInfo>> {

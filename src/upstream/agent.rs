@@ -343,6 +343,8 @@ async fn apply(
                 head,
                 head_timestamp_us,
             } => m.upstream_view.heard(head, head_timestamp_us),
+            // The Ack follows from `Down::ack` once the durable offset moves.
+            DownAction::Commit { .. } => ctx.log.request_sync(),
             DownAction::NewEpoch { reason } => {
                 tracing::warn!(upstream = %ctx.addr, "upstream agent started a new epoch ({reason}); a full sync follows and every downstream replica will need one too");
             }

@@ -17,6 +17,7 @@ use super::replica::{self, AckSource, Acked, Action, Failure, Phase, PsyncPlan, 
 use super::UpstreamError;
 use crate::clock::now_us;
 use crate::config::UpstreamConfig;
+use crate::link::up::Remote;
 use crate::log::{Log, LogError};
 use crate::metrics::{Health, Metrics};
 use crate::origin::OriginRelease;
@@ -35,8 +36,9 @@ pub struct UpstreamCtx {
     pub health: Arc<Health>,
     /// TLS towards the master (`upstream.tls`).
     pub tls: Option<crate::redistls::Connector>,
-    /// With `ack = "remote"`: the lowest offsets (received, durable) among downstream agents.
-    pub remote_ack: Option<watch::Receiver<Acked>>,
+    /// With `ack = "remote"`: the lowest offsets (received, durable) among downstream agents,
+    /// and where to ask them to commit now.
+    pub remote_ack: Option<Remote>,
 }
 
 /// Runs the upstream link until `shutdown` flips, reconnecting with jittered backoff.
@@ -181,7 +183,7 @@ async fn stream(
     let mut durable_rx = ctx.log.subscribe_durable();
     // Without remote acks this channel never changes (its sender lives in the local scope).
     let (_never_tx, never_rx) = watch::channel(Acked::default());
-    let mut remote_rx = ctx.remote_ack.clone().unwrap_or(never_rx);
+    let mut remote_rx = ctx.remote_ack.as_ref().map_or(never_rx, |r| r.acks.clone());
     let head = ctx
         .log
         .current()
@@ -260,6 +262,11 @@ async fn apply(
                 ctx.metrics.upstream_view.heard(start + n - 1, 0);
             }
             Action::RequestSync => ctx.log.request_sync(),
+            Action::RequestRemoteSync(upto) => {
+                if let Some(r) = &ctx.remote_ack {
+                    r.commit.send_replace(upto);
+                }
+            }
             Action::Send(bytes) => wr
                 .write_all(&bytes)
                 .await

@@ -28,6 +28,9 @@ pub enum Action {
     Send(Bytes),
     /// Ask the log for a group commit now (a GETACK waits on the durable offset).
     RequestSync,
+    /// Ask the downstream agents to fsync up to this offset now (`ack = "remote"`: a GETACK
+    /// waits on their durable offset).
+    RequestRemoteSync(u64),
 }
 
 /// Where the ACK values come from.
@@ -109,6 +112,9 @@ impl Streamer {
             self.pending = Some(self.pending.map_or(target, |p| p.max(target)));
             if self.fack && self.source == AckSource::Local && self.durable < target {
                 out.push(Action::RequestSync);
+            }
+            if self.fack && self.source == AckSource::Remote && self.remote.durable < target {
+                out.push(Action::RequestRemoteSync(target));
             }
             out.extend(self.answer_pending(now));
         }

@@ -96,6 +96,10 @@ fn remote_acks_wait_for_the_slowest_downstream_agent() {
         "local fsync is not what remote waits on"
     );
     assert!(
+        out.contains(&Action::RequestRemoteSync(head)),
+        "B is asked to commit the GETACK's bytes now"
+    );
+    assert!(
         s.on_durable(head, now).is_empty(),
         "local durability does not count"
     );
@@ -127,6 +131,18 @@ fn remote_ack_is_what_b_received_and_fack_what_it_fsynced() {
     let mut s = Streamer::new(1000, 1000, remote(900, 400), AckSource::Remote, false);
     assert_eq!(s.values(), (900, None));
     assert_eq!(sends(&s.ack_now(now)), vec![ack(900, None)]);
+    // ... and nobody is asked to fsync for it.
+    let out = s.on_data(Bytes::from_static(GETACK), now).unwrap();
+    assert!(!out
+        .iter()
+        .any(|a| matches!(a, Action::RequestRemoteSync(_) | Action::RequestSync)));
+    // What B made durable already needs no commit.
+    let mut s = Streamer::new(0, 0, remote(0, 0), AckSource::Remote, true);
+    s.on_remote(remote(5_000, 5_000), now);
+    let out = s.on_data(Bytes::from_static(GETACK), now).unwrap();
+    assert!(!out
+        .iter()
+        .any(|a| matches!(a, Action::RequestRemoteSync(_))));
 }
 
 #[test]

@@ -20,27 +20,46 @@ pub struct Cluster {
 impl Cluster {
     /// `masters` masters with one replica each, created with `redis-cli --cluster create`.
     pub fn start(kind: ServerKind, masters: usize) -> Cluster {
+        Cluster::start_with(kind, masters, 1, None, &[])
+    }
+
+    /// `masters` masters with `replicas` replicas each, on `ports` (`masters * (1 +
+    /// replicas)` of them) or free ones, each server also given `extra`.
+    pub fn start_with(
+        kind: ServerKind,
+        masters: usize,
+        replicas: usize,
+        ports: Option<&[u16]>,
+        extra: &[&str],
+    ) -> Cluster {
+        let count = masters * (1 + replicas);
+        let ports: Vec<u16> = match ports {
+            Some(p) => {
+                assert_eq!(p.len(), count, "one port per node");
+                p.to_vec()
+            }
+            None => (0..count).map(|_| free_port()).collect(),
+        };
         let mut nodes = Vec::new();
-        for _ in 0..masters * 2 {
-            let port = free_port();
-            nodes.push(Some(Redis::start_kind_on(
-                kind,
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ],
-            )));
+        for port in ports {
+            let mut args = vec![
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ];
+            args.extend_from_slice(extra);
+            nodes.push(Some(Redis::start_kind_on(kind, port, &args)));
         }
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         for n in nodes.iter().flatten() {
             args.push(n.addr());
         }
-        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        args.extend(
+            ["--cluster-replicas", &replicas.to_string(), "--cluster-yes"].map(String::from),
+        );
         let out = Command::new("redis-cli")
             .args(&args)
             .output()
@@ -54,16 +73,34 @@ impl Cluster {
         c.wait_ok();
         wait_until(
             Duration::from_secs(60),
-            "every master has its replica",
+            "every master has its replicas",
             || {
-                let masters = c.masters();
-                masters.len() == c.nodes.len() / 2
-                    && masters
-                        .iter()
-                        .all(|m| c.node(*m).info_field("replication", "connected_slaves") == "1")
+                let masters_now = c.masters();
+                masters_now.len() == masters
+                    && masters_now.iter().all(|m| {
+                        // At least: an agent may already follow the master (a seed that came
+                        // up late).
+                        c.node(*m)
+                            .info_field("replication", "connected_slaves")
+                            .parse::<usize>()
+                            .is_ok_and(|n| n >= replicas)
+                    })
             },
         );
         c
+    }
+
+    /// The process id of the node on `port` (`INFO server` `process_id`).
+    pub fn pid(&self, port: u16) -> u32 {
+        let v = self.node(port).info_field("server", "process_id");
+        v.parse()
+            .unwrap_or_else(|_| panic!("process_id of {port}: {v:?}"))
+    }
+
+    /// Sends `signal` ("STOP", "CONT", …) to the node on `port` (which must answer INFO:
+    /// to wake a stopped node use [`signal_pid`] with the pid read before).
+    pub fn signal(&self, port: u16, signal: &str) {
+        signal_pid(self.pid(port), signal);
     }
 
     pub fn live(&self) -> impl Iterator<Item = &Redis> {
@@ -169,6 +206,15 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// Sends `signal` ("STOP", "CONT", …) to process `pid`.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let st = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill -{signal} {pid}");
 }
 
 /// A cluster client that follows MOVED and ASK and waits out failovers (bounded).
@@ -570,4 +616,86 @@ pub fn lanes_equal_their_sources(
         &lost[..lost.len().min(5)]
     );
     copied.into_iter().flatten().collect()
+}
+
+/// A fake peer for bad input only: a TCP server answering every RESP command with what
+/// `reply` returns for its arguments. Counts connections and keeps the commands it got.
+pub struct FakeNode {
+    pub port: u16,
+    pub connections: Arc<AtomicU64>,
+    pub commands: Arc<Mutex<Vec<Vec<String>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeNode {
+    pub fn start(reply: impl Fn(&[String]) -> Vec<u8> + Send + Sync + 'static) -> FakeNode {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a fake node");
+        let port = listener.local_addr().expect("local addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicU64::new(0));
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let reply = Arc::new(reply);
+        let (s, n, cmds) = (stop.clone(), connections.clone(), commands.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                n.fetch_add(1, Ordering::Relaxed);
+                let (reply, cmds, s) = (reply.clone(), cmds.clone(), s.clone());
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = bytes::BytesMut::new();
+                    let limits = georelay::resp::Limits::default();
+                    let mut chunk = [0u8; 4096];
+                    while !s.load(Ordering::Relaxed) {
+                        match conn.read(&mut chunk) {
+                            Ok(0) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                continue
+                            }
+                            Err(_) => return,
+                        }
+                        while let Ok(Some(f)) = georelay::resp::parse_frame(&mut buf, &limits) {
+                            let args: Vec<String> = match &f {
+                                Frame::Array(items) => items.iter().map(frame_text).collect(),
+                                other => vec![frame_text(other)],
+                            };
+                            let out = reply(&args);
+                            cmds.lock().unwrap().push(args);
+                            if conn.write_all(&out).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FakeNode {
+            port,
+            connections,
+            commands,
+            stop,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
