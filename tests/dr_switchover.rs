@@ -25,11 +25,13 @@ struct Write {
     acked: bool,
 }
 
-/// SET + WAIT 1 against `port` until `stop` (bounded); every outcome recorded.
+/// SET + WAIT 1 against `port` until `stop` (bounded); every outcome recorded, and counted in
+/// `acks` (acknowledged by WAIT) and `refused` (the SET failed).
 fn writer(
     port: u16,
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
 ) -> thread::JoinHandle<Vec<Write>> {
     thread::spawn(move || {
         let mut c = Client::connect(port);
@@ -46,6 +48,9 @@ fn writer(
                     .is_ok_and(|f| frame_text(&f).parse::<u64>().is_ok_and(|n| n >= 1));
             if acked {
                 acks.fetch_add(1, Ordering::Relaxed);
+            }
+            if !set_ok {
+                refused.fetch_add(1, Ordering::Relaxed);
             }
             if set.is_err() {
                 // The connection broke: reconnect (bounded by the loop).
@@ -134,14 +139,18 @@ fn planned_switchover_and_failback(wan_flags: &[&str]) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicU64::new(0));
-    let load = writer(s.origin.port, stop.clone(), acks.clone());
+    let refused = Arc::new(AtomicU64::new(0));
+    let load = writer(s.origin.port, stop.clone(), acks.clone(), refused.clone());
     wait_until(LONG, "200 writes acknowledged by WAIT", || {
         acks.load(Ordering::Relaxed) >= 200
     });
     let out = switchover(&s.origin.addr(), &s.a, &s.b, &s.r1.addr(), &s);
     let pause = paused_ms(&out);
     // A few more writes hit the demoted origin (refused: it is a replica now).
-    thread::sleep(Duration::from_millis(200));
+    let refused_before = refused.load(Ordering::Relaxed);
+    wait_until(LONG, "three writes refused by the demoted origin", || {
+        refused.load(Ordering::Relaxed) >= refused_before + 3
+    });
     stop.store(true, Ordering::Relaxed);
     let writes = load.join().expect("writer");
     let acked: Vec<&Write> = writes.iter().filter(|w| w.acked).collect();

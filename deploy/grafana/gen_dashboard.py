@@ -178,6 +178,22 @@ ts("Refusals and dropped replicas",
    "none", 12, extra=bars)
 nl()
 
+row("Cluster lanes")
+LANE = f'{SEL}, shard=~"$shard", shard!=""'
+ts("Lane lag behind origin (seconds) per shard",
+   [(f"max by (node, shard) (georelay_lag_seconds{{{LANE}}})", "{{node}} {{shard}}")], "s", 0, w=8,
+   desc="Cluster mode: each lane's lag (one lane per shard, the shard label names it). A lane "
+        "with a backlog must not hold back the others.")
+ts("Lane lag (bytes) per shard",
+   [(f"max by (node, shard) (georelay_lag_bytes{{{LANE}}})", "{{node}} {{shard}}")], "bytes", 8, w=8,
+   desc="Upstream head minus the lane's durable offset.")
+ts("Lanes streaming",
+   [(f"min by (node, shard) (georelay_upstream_connected{{{LANE}}})", "{{node}} {{shard}}")],
+   "none", 16, w=8,
+   desc="1 while the lane streams from its shard (site) or its site lane (region); 0: the lane "
+        "waits (see /status cluster and shards[].state).")
+nl()
+
 row("Apply")
 ts("Apply lag behind the log (seconds) per lane",
    [(f"max by (node, shard) (georelay_apply_lag_seconds{{{SEL}}})", "{{node}} {{shard}}")], "s", 0, w=8,
@@ -229,6 +245,7 @@ dash = {
         var("instance", "Instance", "label_values(georelay_build_info, instance)"),
         var("node", "Node", 'label_values(georelay_build_info{instance=~"$instance"}, node)'),
         var("peer", "Peer", 'label_values(georelay_link_bytes_total{node=~"$node"}, peer)'),
+        var("shard", "Shard (lane)", 'label_values(georelay_log_head_offset{node=~"$node", shard!=""}, shard)'),
     ]},
     "annotations": {"list": [{
         "name": "Upstream full syncs", "datasource": DS, "enable": True, "iconColor": "orange",

@@ -42,6 +42,13 @@ impl ReplicaConn {
     fn label(&self) -> String {
         format!("{}:{}", self.ip, self.port)
     }
+
+    /// The key of this replica in the [`rdbcheck::Unacked`] ledger: its real TCP peer IP
+    /// (never an announced `REPLCONF ip-address`, so a client cannot touch another host's
+    /// entry) and the port its server listens on (stable across its reconnects).
+    fn ledger_key(&self) -> String {
+        std::net::SocketAddr::new(self.peer.ip(), self.port).to_string()
+    }
 }
 
 /// Serves a replica from PSYNC/SYNC until it disconnects or is dropped.
@@ -78,12 +85,13 @@ pub async fn serve_sync(
         last_sync: "",
     });
     let label = format!("{}:{}", conn.ip, conn.port);
+    let ledger_key = conn.ledger_key();
     ctx.metrics
         .connected_replicas
         .set(ctx.replicas.len() as i64);
     let result = tokio::select! {
         r = feed(&mut wr, &conn, &req, &ctx, id) => r,
-        r = read_acks(rd, leftover, &ctx, id, &label) => r,
+        r = read_acks(rd, leftover, &ctx, id, &label, &ledger_key) => r,
     };
     ctx.replicas.remove(id);
     ctx.metrics
@@ -129,6 +137,7 @@ async fn read_acks(
     ctx: &ServeCtx,
     id: u64,
     label: &str,
+    ledger_key: &str,
 ) -> Result<(), ServeError> {
     let mut acked = false;
     loop {
@@ -148,7 +157,7 @@ async fn read_acks(
             });
             if let Some((o, f)) = ack {
                 if !acked {
-                    ctx.replicas.unacked.acked(label);
+                    ctx.replicas.unacked.acked(ledger_key);
                     acked = true;
                 }
                 let m = &ctx.metrics;
@@ -277,7 +286,7 @@ async fn full_sync(
         // Cleared by its first ACK; if it asks for a full sync again first, it failed to load.
         ctx.replicas
             .unacked
-            .sent(&conn.label(), (snap.epoch, snap.offset), h);
+            .sent(&conn.ledger_key(), (snap.epoch, snap.offset), h);
     }
     ctx.replicas.update(id, |r| {
         r.state = ReplicaState::Online;
@@ -335,7 +344,11 @@ async fn check_rdb_version(
             }
         ),
         Some((_, Verdict::Unknown)) | None => {
-            match ctx.replicas.unacked.pending(&conn.label(), (snap.epoch, snap.offset)) {
+            match ctx
+                .replicas
+                .unacked
+                .pending(&conn.ledger_key(), (snap.epoch, snap.offset))
+            {
                 Some(h) => format!(
                     "this replica never acknowledged the RDB version {} ({}) snapshot it was sent, so it most likely cannot load RDB version {} (its own version is unknown: no REPLCONF version, no INFO server answer from {}); not sending it again for up to {} s",
                     h.version,
@@ -480,6 +493,25 @@ mod tests {
 
     fn args(s: &[&str]) -> Vec<Bytes> {
         s.iter().map(|a| Bytes::from(a.to_string())).collect()
+    }
+
+    #[test]
+    fn the_unacked_ledger_is_keyed_by_the_real_peer_not_the_announced_ip() {
+        let conn = ReplicaConn {
+            peer: "127.0.0.7:51234".parse().expect("addr"),
+            ip: "127.0.0.9".into(),
+            port: 6380,
+            announced_port: true,
+            capa_psync2: true,
+            rdb_only: false,
+            version: None,
+        };
+        assert_eq!(
+            conn.label(),
+            "127.0.0.9:6380",
+            "the label shows what it announced"
+        );
+        assert_eq!(conn.ledger_key(), "127.0.0.7:6380");
     }
 
     #[test]

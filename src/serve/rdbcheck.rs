@@ -209,7 +209,8 @@ struct Sent {
     at: Instant,
 }
 
-/// Full syncs sent but not yet acknowledged, by the replica's announced `ip:port`.
+/// Full syncs sent but not yet acknowledged, by the replica's real peer IP and listening port
+/// (never an address it announced).
 #[derive(Default)]
 pub struct Unacked {
     map: Mutex<HashMap<String, Sent>>,

@@ -49,7 +49,7 @@ pub fn http(
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+        .unwrap_or_else(|| panic!("HTTP response without the end of its headers: {text:?}"));
     (code, body)
 }
 

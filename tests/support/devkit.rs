@@ -32,11 +32,9 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
+    // A response cut before the end of its headers is no response.
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((code, body.to_string()))
 }
 
 /// Why a metric could not be read: the scrape failed, or the value is not there to read.

@@ -116,6 +116,7 @@ pub fn instantiate(expr: &str) -> String {
         .replace("$instance", ".*")
         .replace("$node", ".*")
         .replace("$peer", ".*")
+        .replace("$shard", ".*")
 }
 
 /// Percent-encodes a query string value.
