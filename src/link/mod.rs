@@ -25,6 +25,7 @@ pub mod compress;
 pub mod control;
 pub mod down;
 pub mod frame;
+mod frame_decode;
 pub mod proto;
 pub mod quic;
 pub mod stream;
