@@ -14,6 +14,7 @@ pub mod peers;
 pub mod rdbcheck;
 pub mod session;
 pub mod tooling;
+mod tooling_client;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
