@@ -96,11 +96,27 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     let active = spawn_upstream(&core, &bound, &mut tasks, &shutdown_rx).await?;
     // Apply mode: write the log into cfg.target as a client, on the applier's own thread.
     let apply = match &core.cfg.target {
-        Some(t) => Some(
-            crate::apply::start(&core.cfg, t, &core.log, &core.metrics, shutdown_rx.clone())
-                .map_err(AppError::Apply)?,
-        ),
-        None => None,
+        // Lanes (a region, or a cluster-mode site): one applier per lane.
+        Some(t) if core.lanes.is_some() => {
+            let views = crate::apply::ApplyViews::default();
+            let lanes = crate::apply::LaneApply::new(
+                &core.cfg,
+                t,
+                &core.metrics,
+                views.clone(),
+                core.lane_map.slot_map().subscribe(),
+                shutdown_rx.clone(),
+            )
+            .map_err(AppError::Apply)?;
+            tasks.spawn(
+                "lane appliers",
+                crate::apply::lanes::follow_lanes(lanes, core.lane_map.clone()),
+            );
+            views
+        }
+        Some(t) => crate::apply::start(&core.cfg, t, &core.log, &core.metrics, shutdown_rx.clone())
+            .map_err(AppError::Apply)?,
+        None => crate::apply::ApplyViews::default(),
     };
     spawn_serving(&core, bound, active, apply, &mut tasks, &shutdown_rx);
 
@@ -252,7 +268,7 @@ fn spawn_serving(
     core: &Core,
     bound: Bound,
     (active, repoint_tx): (Arc<RwLock<ActiveUpstream>>, mpsc::Sender<RepointCmd>),
-    apply: Option<Arc<crate::apply::ApplyView>>,
+    apply: crate::apply::ApplyViews,
     tasks: &mut Tasks,
     shutdown: &watch::Receiver<bool>,
 ) {

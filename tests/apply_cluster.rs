@@ -157,3 +157,129 @@ fn standalone_into_a_2_master_cluster_resharded_and_killed_stays_exact() {
         "{err}"
     );
 }
+
+/// The `target` rows of `/status`.
+fn target_rows(agent: &Agent) -> Vec<serde_json::Value> {
+    http_get(agent.admin_port, "/status")
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v.get("target").and_then(|t| t.as_array().cloned()))
+        .unwrap_or_default()
+}
+
+/// Strings, lists, hashes, sets and sorted sets (some with TTLs) through a cluster client.
+fn mixed_dataset(c: &mut ClusterClient, n: u32) {
+    for i in 0..n {
+        let k = format!("mix:{i}");
+        let ok = |r: Result<georelay::resp::Frame, String>| {
+            let f = r.expect("write the dataset");
+            assert!(!matches!(f, georelay::resp::Frame::Error(_)), "{f:?}");
+        };
+        match i % 5 {
+            0 => ok(c.cmd(&["SET", &k, &format!("v{i}")])),
+            1 => ok(c.cmd(&["RPUSH", &k, "a", "b", &i.to_string()])),
+            2 => ok(c.cmd(&["HSET", &k, "f", "1", "g", &i.to_string()])),
+            3 => ok(c.cmd(&["SADD", &k, "x", "y", &i.to_string()])),
+            _ => ok(c.cmd(&["ZADD", &k, "1.5", "m", &i.to_string(), "n"])),
+        }
+        if i % 7 == 0 {
+            ok(c.cmd(&["PEXPIRE", &k, "3600000"]));
+        }
+    }
+}
+
+#[test]
+fn a_3_master_cluster_through_site_and_region_lanes_into_a_2_master_cluster() {
+    let origin = Cluster::start(ServerKind::Redis70, 3);
+    let target = small_cluster(ServerKind::Redis70, 2);
+    let origin_ports: Vec<u16> = origin.live().map(|n| n.port).collect();
+    let mut oc = ClusterClient::new(origin_ports.clone());
+    mixed_dataset(&mut oc, 3000);
+    let pki = support::Pki::new(&["site", "region"]);
+    let site_quic = support::free_udp_port();
+    let seeds = vec![origin.live().next().expect("a node").addr()];
+    let _site = Agent::start(&format!(
+        "{}agent = \"127.0.0.1:{site_quic}\"\n{}",
+        cluster_util::cluster_agent_config(&seeds, cluster_util::free_port_block(3), 3, ""),
+        pki.tls_section("site", None)
+    ));
+    let region_ports = cluster_util::free_port_block(3);
+    let region_config = format!(
+        "name = \"region\"\ndata_dir = \"{{data_dir}}\"\n[upstream]\nagent = \"127.0.0.1:{site_quic}\"\n\
+         [listen]\nredis = \"127.0.0.1:{{redis_port}}\"\nadmin = \"127.0.0.1:{{admin_port}}\"\n\
+         shard_ports = \"{}-{}\"\n{}{}",
+        region_ports,
+        region_ports + 2,
+        pki.tls_section("region", Some("site")),
+        target_section(&target, "")
+    );
+    let mut region = Agent::start(&region_config);
+    wait_until(LONG, "three lane appliers stream", || {
+        let rows = target_rows(&region);
+        rows.len() == 3 && rows.iter().all(|r| r["state"] == "streaming")
+    });
+    let lanes: Vec<String> = target_rows(&region)
+        .iter()
+        .map(|r| r["shard"].as_str().unwrap_or_default().to_string())
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = {
+        let (stop, ports) = (stop.clone(), origin_ports.clone());
+        std::thread::spawn(move || {
+            let mut c = ClusterClient::new(ports);
+            write_counters(|a| c.cmd(a), stop, 100_000, "w")
+        })
+    };
+    let masters = target.masters();
+    let moving = reshard(
+        masters[0],
+        target.id_of(masters[0]),
+        target.id_of(masters[1]),
+        3000,
+    );
+    for i in 0..2u64 {
+        std::thread::sleep(Duration::from_millis(600 + i * 400));
+        region.kill9();
+        region.restart();
+    }
+    let moved = moving.join().expect("reshard thread");
+    assert!(moved.is_ok(), "reshard: {moved:?}");
+    assert!(!w.is_finished(), "the writer outlived the reshard");
+    stop.store(true, Ordering::Relaxed);
+    let totals = w.join().expect("writer").expect("writes into the origin");
+
+    let origin_keys = || {
+        let mut out = dataset::Keyspace::new();
+        for port in origin.masters() {
+            let mut c = support::Client::connect(port);
+            out.extend(dataset::read_server(&mut c, &[0], false));
+        }
+        out
+    };
+    let want = origin_keys();
+    wait_until(LONG, "the target holds every origin key", || {
+        let got = cluster_keyspace(&target);
+        got.len() == want.len() && got.keys().eq(want.keys())
+    });
+    let mut tc = ClusterClient::new(masters.clone());
+    wait_until(LONG, "the target's counters caught up", || {
+        (0..16).all(|k| {
+            let got = tc.cmd(&["GET", &format!("wcnt:{k}")]).ok();
+            got.map(|f| support::frame_text(&f)) == Some(totals.counters[k].to_string())
+        })
+    });
+    dataset::assert_same(&want, &cluster_keyspace(&target), 1000);
+    assert_totals(&mut tc, &totals, "w");
+
+    // A restart with the target intact re-applies nothing, on any lane.
+    region.restart();
+    wait_until(LONG, "three lane appliers stream again", || {
+        let rows = target_rows(&region);
+        rows.len() == 3 && rows.iter().all(|r| r["state"] == "streaming")
+    });
+    for lane in &lanes {
+        resume::assert_nothing_reapplied(&region, lane);
+    }
+    assert_totals(&mut tc, &totals, "w");
+    dataset::assert_same(&origin_keys(), &cluster_keyspace(&target), 1000);
+}

@@ -260,6 +260,56 @@ impl ClusterTarget {
         Ok(out)
     }
 
+    /// Keys in `slots` that are not georelay's checkpoints (`CLUSTER COUNTKEYSINSLOT` less
+    /// the `georelay:checkpoint:` keys among the first 8 of `CLUSTER GETKEYSINSLOT`), on each
+    /// slot's master, pipelined.
+    pub fn data_keys_in(&mut self, slots: &[u16]) -> Result<u64, ApplyError> {
+        let mut by_node: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        for &s in slots {
+            by_node.entry(self.owner(s)?).or_default().push(s);
+        }
+        let mut total = 0u64;
+        for (addr, list) in &by_node {
+            let mut buf = BytesMut::new();
+            for s in list {
+                let n = s.to_string();
+                buf.extend_from_slice(&command(&[b"CLUSTER", b"COUNTKEYSINSLOT", n.as_bytes()]));
+                buf.extend_from_slice(&command(&[
+                    b"CLUSTER",
+                    b"GETKEYSINSLOT",
+                    n.as_bytes(),
+                    b"8",
+                ]));
+            }
+            let replies = self.on(addr, |c| {
+                c.send(&buf)?;
+                (0..list.len() * 2)
+                    .map(|_| c.read())
+                    .collect::<Result<Vec<_>, _>>()
+            })?;
+            for pair in replies.chunks(2) {
+                let (Some(Frame::Integer(n)), Some(Frame::Array(keys))) =
+                    (pair.first(), pair.get(1))
+                else {
+                    return Err(ApplyError::Refused {
+                        reason: "protocol",
+                        message: format!(
+                            "{addr}: CLUSTER COUNTKEYSINSLOT/GETKEYSINSLOT answered {pair:?}"
+                        ),
+                    });
+                };
+                let ours = keys
+                    .iter()
+                    .filter(|k| {
+                        conn::text(k).is_some_and(|k| k.starts_with(b"georelay:checkpoint:"))
+                    })
+                    .count() as u64;
+                total += u64::try_from(*n).unwrap_or(0).saturating_sub(ours);
+            }
+        }
+        Ok(total)
+    }
+
     /// Commits every transaction (at most one per slot), pipelined per master; returns once
     /// each one is applied, or the first command the target refuses.
     pub fn commit(&mut self, txns: &[SlotTxn]) -> Result<Committed, ApplyError> {

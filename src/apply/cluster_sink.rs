@@ -325,6 +325,20 @@ impl Sink for ClusterSink<'_> {
     }
 
     fn data_keys(&mut self, has_ckpt: bool) -> Result<u64, ApplyError> {
+        if let Some(map) = &self.ctx.slots {
+            // One lane of several: only this lane's slots count (the others fill the rest).
+            let slots: Option<Vec<u16>> = map.borrow().as_ref().and_then(|m| {
+                m.lane(&self.ctx.lane)
+                    .map(|l| l.ranges.iter().flat_map(|r| r.first..=r.last).collect())
+            });
+            let Some(slots) = slots else {
+                return Err(ApplyError::Refused {
+                    reason: "busy",
+                    message: format!("lane {} is not in the slot map yet", self.ctx.lane),
+                });
+            };
+            return self.t.data_keys_in(&slots);
+        }
         let mut keys = 0;
         for (addr, f) in self
             .t

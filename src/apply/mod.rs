@@ -15,6 +15,7 @@ mod cluster_sink;
 pub mod conn;
 mod follow;
 pub mod keys;
+pub mod lanes;
 mod load;
 pub mod rewrite;
 pub mod run;
@@ -24,8 +25,9 @@ pub mod status;
 pub mod stream;
 pub mod txn;
 
+pub use lanes::LaneApply;
 pub use run::{spawn, start, ApplyCtx};
-pub use status::{ApplyMetrics, ApplyView, TargetRow};
+pub use status::{ApplyMetrics, ApplyView, ApplyViews, TargetRow};
 
 /// The lane name of a standalone upstream (the `shard` label of its apply series).
 pub const MAIN_LANE: &str = "main";

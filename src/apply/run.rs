@@ -31,6 +31,8 @@ pub struct ApplyCtx {
     pub metrics: ApplyMetrics,
     pub view: Arc<ApplyView>,
     pub shutdown: watch::Receiver<bool>,
+    /// One lane of several (a cluster-mode region): the slot map naming this lane's slots.
+    pub slots: Option<watch::Receiver<Option<crate::cluster::SlotMap>>>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -57,7 +59,7 @@ impl ApplyCtx {
         *self.shutdown.borrow()
     }
 
-    fn addr(&self) -> String {
+    pub(super) fn addr(&self) -> String {
         match &self.target.endpoint {
             TargetEndpoint::Redis(a) => a.clone(),
             TargetEndpoint::Cluster(seeds) => seeds.join(","),
@@ -390,7 +392,7 @@ pub fn start(
     log: &Log,
     metrics: &crate::metrics::Metrics,
     shutdown: watch::Receiver<bool>,
-) -> Result<Arc<ApplyView>, String> {
+) -> Result<super::ApplyViews, String> {
     let lane = super::MAIN_LANE.to_string();
     let m = ApplyMetrics::register(metrics.registry(), &lane).map_err(|e| e.to_string())?;
     let ctx = ApplyCtx {
@@ -401,9 +403,11 @@ pub fn start(
         log: log.clone(),
         metrics: m,
         shutdown,
+        slots: None,
     };
     ctx.view.update(|r| r.addr = ctx.addr());
-    let view = ctx.view.clone();
+    let views = super::ApplyViews::default();
+    views.add(ctx.view.clone());
     spawn(ctx).map_err(|e| format!("cannot start the applier thread: {e}"))?;
-    Ok(view)
+    Ok(views)
 }

@@ -87,13 +87,37 @@ impl ApplyMetrics {
         for r in REASONS {
             m.errors.with_label_values(&[r]);
         }
-        m.offset.with_label_values(&[shard]);
-        m.lag_bytes.with_label_values(&[shard]);
-        m.lag_seconds.with_label_values(&[shard]);
-        m.full_syncs.with_label_values(&[shard]);
-        m.commands.with_label_values(&[shard]);
-        m.keys_loaded.with_label_values(&[shard]);
+        m.add_lane(shard);
         Ok(m)
+    }
+
+    /// Lane `shard`'s series, at 0 (the metrics are registered once, for the first lane).
+    pub fn add_lane(&self, shard: &str) {
+        self.offset.with_label_values(&[shard]);
+        self.lag_bytes.with_label_values(&[shard]);
+        self.lag_seconds.with_label_values(&[shard]);
+        self.full_syncs.with_label_values(&[shard]);
+        self.commands.with_label_values(&[shard]);
+        self.keys_loaded.with_label_values(&[shard]);
+    }
+}
+
+/// Every applier's view, one per lane (the `target` rows of `/status`).
+#[derive(Clone, Default)]
+pub struct ApplyViews(Arc<Mutex<Vec<Arc<ApplyView>>>>);
+
+impl ApplyViews {
+    pub fn add(&self, v: Arc<ApplyView>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+    }
+
+    pub fn rows(&self) -> Vec<TargetRow> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|v| v.row())
+            .collect()
     }
 }
 
@@ -159,5 +183,12 @@ mod tests {
         let v = ApplyView::new("main", "127.0.0.1:1");
         v.update(|r| r.state = "paused".into());
         assert_eq!(v.row().state, "paused");
+        let all = ApplyViews::default();
+        all.add(v);
+        all.add(ApplyView::new("lane-b", ""));
+        m.add_lane("lane-b");
+        assert_eq!(m.full_syncs.with_label_values(&["lane-b"]).get(), 0);
+        let rows = all.rows();
+        assert_eq!((rows.len(), rows[1].shard.as_str()), (2, "lane-b"));
     }
 }

@@ -225,7 +225,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let admin_token = admin::validate_admin(raw.admin, base, &mut problems);
     let target = target::validate_target(raw.target, base, &mut problems);
     if let Some(t) = &target {
-        target::check_against_upstream(t, &upstream.redis.redis, cluster.is_some(), &mut problems);
+        let mut origin = vec![upstream.redis.redis.clone()];
+        origin.extend(cluster.iter().flat_map(|c| c.seeds.iter().cloned()));
+        let lanes = cluster.is_some() || (upstream.agent.is_some() && shard_ports.is_some());
+        target::check_against_upstream(t, &origin, lanes, &mut problems);
     }
 
     if upstream.ack == AckPolicy::Remote && listen.agent.is_none() {

@@ -173,30 +173,37 @@ pub(super) fn validate_target(
     })
 }
 
-/// The checks between `[target]` and `[upstream]`: apply mode writes one stream (a
-/// standalone upstream, or an upstream agent), and never into the origin itself.
+/// The checks between `[target]` and `[upstream]`: never write into the origin itself
+/// (`origin`: upstream.redis and the upstream.cluster seeds); with lanes (`upstream.cluster`,
+/// or a cluster-mode region) each lane applies with per-slot checkpoints, so the target must
+/// be a cluster.
 pub(super) fn check_against_upstream(
     t: &TargetConfig,
-    upstream_redis: &str,
-    upstream_cluster: bool,
+    origin: &[String],
+    lanes: bool,
     problems: &mut Problems,
 ) {
-    if upstream_cluster {
-        problems.bad(
-            "target",
-            "apply mode with upstream.cluster (one applier per lane) is not supported yet; apply from a standalone upstream or from an agent",
-        );
-    }
-    let same = match &t.endpoint {
-        TargetEndpoint::Redis(a) => a == upstream_redis,
-        TargetEndpoint::Cluster(seeds) => seeds.iter().any(|s| s == upstream_redis),
-    };
-    if same && !upstream_redis.is_empty() {
+    if let (true, TargetEndpoint::Redis(_)) = (lanes, &t.endpoint) {
         problems.bad(
             "target.redis",
-            format!(
-                "{upstream_redis:?} is upstream.redis itself; the target must be another server"
-            ),
+            "with lanes (upstream.cluster, or upstream.agent with listen.shard_ports) apply needs target.cluster: each lane keeps per-slot checkpoints and fills its own slots of a cluster target",
+        );
+    }
+    let same = origin
+        .iter()
+        .filter(|o| !o.is_empty())
+        .find(|o| match &t.endpoint {
+            TargetEndpoint::Redis(a) => a == *o,
+            TargetEndpoint::Cluster(seeds) => seeds.contains(o),
+        });
+    if let Some(o) = same {
+        let key = match t.endpoint {
+            TargetEndpoint::Redis(_) => "target.redis",
+            TargetEndpoint::Cluster(_) => "target.cluster",
+        };
+        problems.bad(
+            key,
+            format!("{o:?} is the upstream itself; the target must be another server"),
         );
     }
 }
@@ -273,7 +280,7 @@ mod tests {
             parse("redis = \"a:1\"\nbogus = 1\n"),
             Err(ConfigError::Syntax { .. })
         ));
-        assert!(problems("redis = \"127.0.0.1:6379\"\n").contains("is upstream.redis itself"));
+        assert!(problems("redis = \"127.0.0.1:6379\"\n").contains("is the upstream itself"));
         assert!(
             problems("redis = \"a:1\"\npassword = \"p\"\npassword_file = \"f\"\n")
                 .contains("target.password_file: set either")
@@ -286,7 +293,20 @@ mod tests {
                      cluster = [\"a:1\"]\n[target]\nredis = \"t:1\"\n";
         match Config::parse(lanes, Path::new("/x")) {
             Err(ConfigError::Invalid(p)) => {
-                assert!(p.join("\n").contains("upstream.cluster"), "{p:?}")
+                assert!(p.join("\n").contains("needs target.cluster"), "{p:?}")
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
+        let lanes_ok = lanes.replace("redis = \"t:1\"", "cluster = [\"t:1\"]");
+        assert!(Config::parse(&lanes_ok, Path::new("/x")).is_ok());
+        let into_origin = lanes.replace("redis = \"t:1\"", "cluster = [\"a:1\"]");
+        match Config::parse(&into_origin, Path::new("/x")) {
+            Err(ConfigError::Invalid(p)) => {
+                assert!(
+                    p.join("\n")
+                        .contains("target.cluster: \"a:1\" is the upstream itself"),
+                    "{p:?}"
+                )
             }
             other => panic!("expected problems, got {other:?}"),
         }

@@ -91,8 +91,8 @@ pub struct NodeState {
     pub peers: Arc<crate::serve::peers::Peers>,
     /// The lanes, in cluster mode (`upstream.cluster`).
     pub cluster: Option<crate::cluster::run::Lanes>,
-    /// Apply mode (`[target]`): the applier's view.
-    pub apply: Option<Arc<crate::apply::ApplyView>>,
+    /// Apply mode (`[target]`): the appliers' views (one per lane).
+    pub apply: crate::apply::ApplyViews,
 }
 
 impl NodeState {
@@ -252,7 +252,7 @@ pub fn collect(st: &NodeState) -> Status {
             .map(crate::cluster::status::rows)
             .unwrap_or_default(),
         cluster: st.cluster.as_ref().and_then(|l| l.cluster_row()),
-        target: st.apply.iter().map(|v| v.row()).collect(),
+        target: st.apply.rows(),
     }
 }
 
