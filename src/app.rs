@@ -316,6 +316,10 @@ fn spawn_serving(
                 lanes: replicas.clone(),
                 requirepass: cfg.requirepass.clone(),
                 timeout: cfg.serve_timeout,
+                origin: Some(cluster_port::OriginSource {
+                    lanes: core.lane_map.clone(),
+                    cache: Arc::default(),
+                }),
             };
             tasks.spawn(
                 "cluster endpoint",

@@ -206,6 +206,22 @@ fn region_follows_a_real_cluster_through_outage_failover_kill_and_reshard() {
     let mut ep = Client::connect(region.redis_port);
     let slots = frame_text(&ep.cmd(&["CLUSTER", "INFO"]));
     assert!(slots.contains("cluster_state:ok"), "{slots}");
+    // The endpoint reports the origin's release (from the lanes' snapshots), not a constant.
+    let origin_info = frame_text(
+        &Client::connect(port_of(&cluster.live().next().expect("a live node").addr()))
+            .cmd(&["INFO", "server"]),
+    );
+    let origin_version = origin_info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .expect("the origin's INFO has redis_version")
+        .trim()
+        .to_string();
+    let ep_info = frame_text(&ep.cmd(&["INFO"]));
+    assert!(
+        ep_info.contains(&format!("redis_version:{origin_version}\r\n")),
+        "origin {origin_version}, endpoint INFO: {ep_info}"
+    );
     for proto in [None, Some(2)] {
         let out = redis_py_reads(region.redis_port, proto, &keys);
         assert_eq!(

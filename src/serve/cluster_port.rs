@@ -19,6 +19,9 @@ use super::Replicas;
 use crate::cluster::{key_slot, SlotMap};
 use crate::resp::{self, Limits, Proto, Reply};
 
+/// What HELLO and INFO report before any lane holds a snapshot naming the origin's release.
+const UNKNOWN_VERSION: &str = "0.0.0";
+
 const LIMITS: Limits = Limits {
     max_bulk: 64 * 1024,
     max_array: 1024,
@@ -45,6 +48,32 @@ pub struct ClusterEndpoint {
     pub lanes: LaneReplicas,
     pub requirepass: Option<String>,
     pub timeout: Duration,
+    /// Where the origin's release is read from (the lanes' snapshots), when known.
+    pub origin: Option<OriginSource>,
+}
+
+/// The lanes' logs and a cache of the release their snapshots name: HELLO and INFO on the
+/// endpoint report the origin's `redis_version`, as the replica port does.
+#[derive(Clone)]
+pub struct OriginSource {
+    pub lanes: crate::serve::peers::LaneMap,
+    pub cache: Arc<crate::origin::OriginCache>,
+}
+
+impl OriginSource {
+    /// The version the first lane (by name) that holds a snapshot names.
+    async fn version(&self) -> Option<String> {
+        let mut names = self.lanes.names();
+        names.sort();
+        for name in names {
+            if let Some(lane) = self.lanes.get(&name) {
+                if let Some(rel) = self.cache.get(&lane.log).await {
+                    return Some(rel.redis_version().to_string());
+                }
+            }
+        }
+        None
+    }
 }
 
 impl ClusterEndpoint {
@@ -121,7 +150,12 @@ async fn serve_client(
         if args.is_empty() {
             continue;
         }
-        let (reply, close) = command(ep, &mut st, &args);
+        let name = args[0].to_ascii_lowercase();
+        let version = match &ep.origin {
+            Some(o) if name == b"hello" || name == b"info" => o.version().await,
+            _ => None,
+        };
+        let (reply, close) = command_as(ep, &mut st, &args, version.as_deref());
         out.clear();
         reply.encode(st.proto, &mut out);
         sock.write_all(&out).await?;
@@ -133,6 +167,17 @@ async fn serve_client(
 
 /// One command on the cluster port: the reply, and whether to close after it.
 pub fn command(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> (Reply, bool) {
+    command_as(ep, st, args, None)
+}
+
+/// [`command`], with the origin's `redis_version` for HELLO and INFO when it is known.
+pub fn command_as(
+    ep: &ClusterEndpoint,
+    st: &mut EpConn,
+    args: &[Bytes],
+    version: Option<&str>,
+) -> (Reply, bool) {
+    let version = version.unwrap_or(UNKNOWN_VERSION);
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     if !st.authed && !matches!(name.as_str(), "auth" | "quit" | "hello") {
         return (Reply::err("NOAUTH Authentication required."), false);
@@ -146,7 +191,7 @@ pub fn command(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> (Reply,
         "echo" if args.len() == 2 => Reply::Bulk(args[1].clone()),
         "quit" => return (ok(), true),
         "auth" => auth(ep, st, &args[1..]),
-        "hello" => hello(ep, st, &args[1..]),
+        "hello" => hello(ep, st, &args[1..], version),
         "select" if args.get(1).is_some_and(|d| &d[..] == b"0") => ok(),
         "select" => Reply::err("ERR SELECT is not allowed in cluster mode"),
         "client" => match args.get(1).map(|s| s.to_ascii_lowercase()) {
@@ -159,9 +204,10 @@ pub fn command(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> (Reply,
             Some(s) if s == b"count" => Reply::Integer(0),
             _ => Reply::Array(Vec::new()),
         },
-        "info" => Reply::text(Bytes::from(
-            "# Server\r\nredis_mode:cluster\r\ngeorelay:cluster-endpoint\r\n\r\n# Cluster\r\ncluster_enabled:1\r\n",
-        )),
+        "info" => Reply::text(Bytes::from(format!(
+            "# Server\r\nredis_version:{version}\r\nredis_mode:cluster\r\ngeorelay_version:{}\r\ngeorelay:cluster-endpoint\r\n\r\n# Cluster\r\ncluster_enabled:1\r\n",
+            env!("CARGO_PKG_VERSION")
+        ))),
         _ => {
             let view = ep.view();
             match cluster::handle(&view, args) {
@@ -211,7 +257,7 @@ fn auth(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> Reply {
 }
 
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`, RESP2 or RESP3, as on the replica port.
-fn hello(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> Reply {
+fn hello(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes], version: &str) -> Reply {
     let h = match commands::parse_hello(args) {
         Ok(h) => h,
         Err(e) => return e,
@@ -227,7 +273,7 @@ fn hello(ep: &ClusterEndpoint, st: &mut EpConn, args: &[Bytes]) -> Reply {
     if let Some(p) = h.proto {
         st.proto = p;
     }
-    commands::hello_reply(st.proto, 0, "7.0.0", "cluster", "master")
+    commands::hello_reply(st.proto, 0, version, "cluster", "master")
 }
 
 /// The endpoint's own address as reported in `CLUSTER NODES`.
@@ -257,6 +303,7 @@ mod tests {
             lanes: Arc::default(),
             requirepass: pass.map(str::to_string),
             timeout: Duration::from_secs(5),
+            origin: None,
         }
     }
 
@@ -338,6 +385,11 @@ mod tests {
         // HELLO 3 switches the connection to RESP3: CLUSTER SHARDS comes as maps.
         let args: Vec<Bytes> = ["hello", "3"].iter().map(|w| Bytes::from(*w)).collect();
         assert!(matches!(command(&ep, &mut st, &args).0, Reply::Map(_)));
+        let info = command_as(&ep, &mut st, &[Bytes::from("info")], Some("7.2.4")).0;
+        assert!(
+            matches!(&info, Reply::Verbatim { text, .. } if String::from_utf8_lossy(text).contains("redis_version:7.2.4")),
+            "{info:?}"
+        );
         assert_eq!(st.proto, Proto::Resp3);
     }
 }
