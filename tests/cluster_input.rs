@@ -75,7 +75,7 @@ fn lane(admin: u16, name: &str) -> serde_json::Value {
 #[test]
 fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
     // The seeds' ports are free: nothing listens there yet.
-    let node_ports = free_port_block(3);
+    let node_ports = cluster_port_block(3);
     let ports: Vec<u16> = (node_ports..node_ports + 3).collect();
     let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let base = free_port_block(3);

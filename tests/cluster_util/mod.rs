@@ -38,7 +38,10 @@ impl Cluster {
                 assert_eq!(p.len(), count, "one port per node");
                 p.to_vec()
             }
-            None => (0..count).map(|_| free_port()).collect(),
+            None => {
+                let base = cluster_port_block(count);
+                (base..base + count as u16).collect()
+            }
         };
         let mut nodes = Vec::new();
         for port in ports {
@@ -371,6 +374,24 @@ pub fn free_port_block(n: usize) -> u16 {
         }
     }
     panic!("no block of {n} free ports");
+}
+
+/// `n` consecutive ports for cluster nodes: each one and its cluster bus port (+10000) free
+/// now, all below the kernel's ephemeral range (32768 and up), so no outbound connection (an
+/// agent retrying its seeds, say) can take a bus port before the node binds it.
+pub fn cluster_port_block(n: usize) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    for _ in 0..500 {
+        let r = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let base = 12_000 + (r % 10_000) as u16;
+        if (0..n as u16).all(|i| free(base + i) && free(base + i + 10_000)) {
+            return base;
+        }
+    }
+    panic!("no block of {n} free cluster node ports (with their bus ports) below 32768");
 }
 
 pub fn port_of(addr: &str) -> u16 {
