@@ -151,19 +151,27 @@ fn standalone_into_a_2_master_cluster_resharded_and_killed_stays_exact() {
     wait_until(LONG, "the lane stops on RENAME", || {
         row_field(&agent, "state").as_deref() == Some("stopped")
     });
-    let err = row_field(&agent, "error").unwrap_or_default();
+    let err = row_field(&agent, "error").expect("the stopped lane's row has an error");
     assert!(
         err.contains("RENAME") && err.contains("offset") && err.contains("slots"),
         "{err}"
     );
 }
 
-/// The `target` rows of `/status`.
-fn target_rows(agent: &Agent) -> Vec<serde_json::Value> {
-    http_get(agent.admin_port, "/status")
-        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .and_then(|v| v.get("target").and_then(|t| t.as_array().cloned()))
-        .unwrap_or_default()
+/// The `target` rows of `/status`, or None while `/status` does not answer with them.
+fn target_rows(agent: &Agent) -> Option<Vec<serde_json::Value>> {
+    let (code, body) = http_get(agent.admin_port, "/status")?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v.get("target")?.as_array().cloned()
+}
+
+/// Every lane applier is in state `streaming` (and there are `n`).
+fn all_streaming(agent: &Agent, n: usize) -> bool {
+    target_rows(agent)
+        .is_some_and(|rows| rows.len() == n && rows.iter().all(|r| r["state"] == "streaming"))
 }
 
 /// Strings, lists, hashes, sets and sorted sets (some with TTLs) through a cluster client.
@@ -214,12 +222,17 @@ fn a_3_master_cluster_through_site_and_region_lanes_into_a_2_master_cluster() {
     );
     let mut region = Agent::start(&region_config);
     wait_until(LONG, "three lane appliers stream", || {
-        let rows = target_rows(&region);
-        rows.len() == 3 && rows.iter().all(|r| r["state"] == "streaming")
+        all_streaming(&region, 3)
     });
     let lanes: Vec<String> = target_rows(&region)
+        .expect("/status has target rows")
         .iter()
-        .map(|r| r["shard"].as_str().unwrap_or_default().to_string())
+        .map(|r| {
+            r["shard"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a target row without a shard: {r}"))
+                .to_string()
+        })
         .collect();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -274,8 +287,7 @@ fn a_3_master_cluster_through_site_and_region_lanes_into_a_2_master_cluster() {
     // A restart with the target intact re-applies nothing, on any lane.
     region.restart();
     wait_until(LONG, "three lane appliers stream again", || {
-        let rows = target_rows(&region);
-        rows.len() == 3 && rows.iter().all(|r| r["state"] == "streaming")
+        all_streaming(&region, 3)
     });
     for lane in &lanes {
         resume::assert_nothing_reapplied(&region, lane);
