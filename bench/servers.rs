@@ -19,8 +19,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn start(env: &Env, name: &str, extra: &[&str]) -> Result<Redis> {
+        Redis::start_on(env, name, free_port(), extra)
+    }
+    /// [`Redis::start`] on a given port (cluster nodes need theirs below the ephemeral range).
+    pub fn start_on(env: &Env, name: &str, port: u16, extra: &[&str]) -> Result<Redis> {
         let dir = env.dir(name);
-        let port = free_port();
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),

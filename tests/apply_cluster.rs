@@ -21,48 +21,7 @@ use std::time::Duration;
 
 use cluster_target::*;
 use cluster_util::{Cluster, ClusterClient};
-use support::{agent_config, http_get, wait_until, Agent, Redis, ServerKind};
-
-const LONG: Duration = Duration::from_secs(120);
-
-fn target_section(c: &Cluster, extra: &str) -> String {
-    let seeds: Vec<String> = c
-        .masters()
-        .iter()
-        .map(|p| format!("\"127.0.0.1:{p}\""))
-        .collect();
-    format!("[target]\ncluster = [{}]\n{extra}", seeds.join(", "))
-}
-
-/// A field of the agent's first `target` row of `/status`.
-fn row_field(agent: &Agent, field: &str) -> Option<String> {
-    let (code, body) = http_get(agent.admin_port, "/status")?;
-    if code != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    match v.get("target")?.get(0)?.get(field)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-fn origin_offset(origin: &Redis) -> f64 {
-    origin
-        .info_field("replication", "master_repl_offset")
-        .parse()
-        .expect("master_repl_offset is a number")
-}
-
-fn wait_applied(agent: &Agent, origin: &Redis) {
-    wait_until(LONG, "the applier streams", || {
-        row_field(agent, "state").as_deref() == Some("streaming")
-    });
-    let want = origin_offset(origin);
-    agent.wait_metric("georelay_apply_offset", &[("shard", "main")], LONG, |v| {
-        v >= want
-    });
-}
+use support::{agent_config, wait_until, Agent, Redis, ServerKind};
 
 #[test]
 fn standalone_into_a_2_master_cluster_resharded_and_killed_stays_exact() {
@@ -151,40 +110,11 @@ fn standalone_into_a_2_master_cluster_resharded_and_killed_stays_exact() {
     wait_until(LONG, "the lane stops on RENAME", || {
         row_field(&agent, "state").as_deref() == Some("stopped")
     });
-    let err = row_field(&agent, "error").unwrap_or_default();
+    let err = row_field(&agent, "error").expect("the stopped lane's row has an error");
     assert!(
         err.contains("RENAME") && err.contains("offset") && err.contains("slots"),
         "{err}"
     );
-}
-
-/// The `target` rows of `/status`.
-fn target_rows(agent: &Agent) -> Vec<serde_json::Value> {
-    http_get(agent.admin_port, "/status")
-        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .and_then(|v| v.get("target").and_then(|t| t.as_array().cloned()))
-        .unwrap_or_default()
-}
-
-/// Strings, lists, hashes, sets and sorted sets (some with TTLs) through a cluster client.
-fn mixed_dataset(c: &mut ClusterClient, n: u32) {
-    for i in 0..n {
-        let k = format!("mix:{i}");
-        let ok = |r: Result<georelay::resp::Frame, String>| {
-            let f = r.expect("write the dataset");
-            assert!(!matches!(f, georelay::resp::Frame::Error(_)), "{f:?}");
-        };
-        match i % 5 {
-            0 => ok(c.cmd(&["SET", &k, &format!("v{i}")])),
-            1 => ok(c.cmd(&["RPUSH", &k, "a", "b", &i.to_string()])),
-            2 => ok(c.cmd(&["HSET", &k, "f", "1", "g", &i.to_string()])),
-            3 => ok(c.cmd(&["SADD", &k, "x", "y", &i.to_string()])),
-            _ => ok(c.cmd(&["ZADD", &k, "1.5", "m", &i.to_string(), "n"])),
-        }
-        if i % 7 == 0 {
-            ok(c.cmd(&["PEXPIRE", &k, "3600000"]));
-        }
-    }
 }
 
 #[test]
@@ -214,22 +144,12 @@ fn a_3_master_cluster_through_site_and_region_lanes_into_a_2_master_cluster() {
     );
     let mut region = Agent::start(&region_config);
     wait_until(LONG, "three lane appliers stream", || {
-        let rows = target_rows(&region);
-        rows.len() == 3 && rows.iter().all(|r| r["state"] == "streaming")
+        all_streaming(&region, 3)
     });
-    let lanes: Vec<String> = target_rows(&region)
-        .iter()
-        .map(|r| r["shard"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let lanes = lane_names(&region);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let w = {
-        let (stop, ports) = (stop.clone(), origin_ports.clone());
-        std::thread::spawn(move || {
-            let mut c = ClusterClient::new(ports);
-            write_counters(|a| c.cmd(a), stop, 100_000, "w")
-        })
-    };
+    let w = spawn_cluster_writer(origin_ports.clone(), &stop, "w");
     let masters = target.masters();
     let moving = reshard(
         masters[0],
@@ -248,34 +168,21 @@ fn a_3_master_cluster_through_site_and_region_lanes_into_a_2_master_cluster() {
     stop.store(true, Ordering::Relaxed);
     let totals = w.join().expect("writer").expect("writes into the origin");
 
-    let origin_keys = || {
-        let mut out = dataset::Keyspace::new();
-        for port in origin.masters() {
-            let mut c = support::Client::connect(port);
-            out.extend(dataset::read_server(&mut c, &[0], false));
-        }
-        out
-    };
+    let origin_keys = || cluster_origin_keys(&origin);
     let want = origin_keys();
     wait_until(LONG, "the target holds every origin key", || {
         let got = cluster_keyspace(&target);
         got.len() == want.len() && got.keys().eq(want.keys())
     });
     let mut tc = ClusterClient::new(masters.clone());
-    wait_until(LONG, "the target's counters caught up", || {
-        (0..16).all(|k| {
-            let got = tc.cmd(&["GET", &format!("wcnt:{k}")]).ok();
-            got.map(|f| support::frame_text(&f)) == Some(totals.counters[k].to_string())
-        })
-    });
+    wait_counters(&mut tc, &totals, "w");
     dataset::assert_same(&want, &cluster_keyspace(&target), 1000);
     assert_totals(&mut tc, &totals, "w");
 
     // A restart with the target intact re-applies nothing, on any lane.
     region.restart();
     wait_until(LONG, "three lane appliers stream again", || {
-        let rows = target_rows(&region);
-        rows.len() == 3 && rows.iter().all(|r| r["state"] == "streaming")
+        all_streaming(&region, 3)
     });
     for lane in &lanes {
         resume::assert_nothing_reapplied(&region, lane);

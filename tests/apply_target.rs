@@ -82,6 +82,11 @@ fn int(c: &mut Client, args: &[&str]) -> i64 {
 /// commands); returns the counters' and lists' expected values.
 fn writer(port: u16, stop: Arc<AtomicBool>) -> (Vec<i64>, Vec<i64>) {
     let mut c = Client::connect(port);
+    let mut send = |args: &[&str]| {
+        if let georelay::resp::Frame::Error(e) = c.cmd(args) {
+            panic!("{args:?} into the origin: {e}");
+        }
+    };
     let (mut counters, mut lists) = (vec![0i64; 16], vec![0i64; 16]);
     for n in 0..20_000u64 {
         if stop.load(Ordering::Relaxed) {
@@ -90,15 +95,15 @@ fn writer(port: u16, stop: Arc<AtomicBool>) -> (Vec<i64>, Vec<i64>) {
         let k = (n % 16) as usize;
         match n % 3 {
             0 => {
-                c.cmd(&["INCR", &format!("cnt:{k}")]);
+                send(&["INCR", &format!("cnt:{k}")]);
                 counters[k] += 1;
             }
             1 => {
-                c.cmd(&["INCRBY", &format!("cnt:{k}"), "3"]);
+                send(&["INCRBY", &format!("cnt:{k}"), "3"]);
                 counters[k] += 3;
             }
             _ => {
-                c.cmd(&["LPUSH", &format!("q:{k}"), &n.to_string()]);
+                send(&["LPUSH", &format!("q:{k}"), &n.to_string()]);
                 lists[k] += 1;
             }
         }
@@ -200,7 +205,7 @@ fn a_flush_needs_consent_and_a_read_only_target_pauses_the_lane() {
     wait_until(LONG, "the applier refuses to flush", || {
         row_field(&agent, "error").is_some_and(|e| e.contains("target.allow_flush"))
     });
-    let error = row_field(&agent, "error").unwrap_or_default();
+    let error = row_field(&agent, "error").expect("the stopped lane's row has an error");
     assert!(error.contains("holds 1 keys"), "{error}");
     assert_eq!(row_field(&agent, "state").as_deref(), Some("stopped"));
     assert!(
@@ -264,7 +269,7 @@ fn a_command_the_target_does_not_know_stops_the_lane_naming_it() {
     wait_until(LONG, "the lane stops", || {
         row_field(&agent, "state").as_deref() == Some("stopped")
     });
-    let error = row_field(&agent, "error").unwrap_or_default();
+    let error = row_field(&agent, "error").expect("the stopped lane's row has an error");
     assert!(
         error.contains("FUNCTION") && error.contains("origin offset"),
         "{error}"

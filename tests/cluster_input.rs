@@ -16,23 +16,33 @@ use std::time::Duration;
 use cluster_util::*;
 use support::{frame_text, http_get, start_replica, wait_until, Agent, Redis, ServerKind};
 
-/// The `/status` `cluster` row (null before the agent answers).
+/// The `/status` `cluster` row (null until the first discovery ran). An agent that does not
+/// answer, a body that is not JSON or a `cluster` that is neither fails the test.
 fn cluster_row(admin: u16) -> serde_json::Value {
-    http_get(admin, "/status")
-        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .map(|v| v["cluster"].clone())
-        .unwrap_or(serde_json::Value::Null)
+    let (_, body) =
+        http_get(admin, "/status").unwrap_or_else(|| panic!("GET /status on {admin}: no answer"));
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("/status on {admin} is not JSON ({e}): {body}"));
+    let row = v["cluster"].clone();
+    assert!(
+        row.is_object() || row.is_null(),
+        "/status on {admin}: cluster is not an object: {body}"
+    );
+    row
 }
 
+/// The row's `problems`; a missing array or a non-string entry fails the test.
 fn problems(row: &serde_json::Value) -> Vec<String> {
     row["problems"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str().map(String::from))
-                .collect()
+        .unwrap_or_else(|| panic!("cluster row has no problems array: {row}"))
+        .iter()
+        .map(|p| {
+            p.as_str()
+                .unwrap_or_else(|| panic!("a problem that is not a string: {p}"))
+                .to_string()
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Waits until `/status` `cluster` is in `state` with a problem containing `needle`.
@@ -49,7 +59,7 @@ fn wait_problem(agent: &Agent, state: &str, needle: &str) -> String {
     let p = problems(&last)
         .into_iter()
         .find(|p| p.contains(needle))
-        .unwrap_or_default();
+        .unwrap_or_else(|| panic!("no problem containing {needle:?} in {last}"));
     wait_until(Duration::from_secs(10), "the log says it too", || {
         agent.log_text().contains(&p)
     });

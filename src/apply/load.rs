@@ -14,7 +14,7 @@ use super::sink::{Pending, Sink};
 use super::txn::{Refusal, Verdict};
 use super::ApplyError;
 use crate::log::SnapshotMeta;
-use crate::rdb::objects::{dump_version_for, Item, RdbDecoder};
+use crate::rdb::objects::{dump_version_for, Item, ObjectError, RdbDecoder};
 
 const BATCH_COMMANDS: usize = 512;
 const BATCH_BYTES: usize = 4 << 20;
@@ -66,7 +66,10 @@ pub(super) fn load(
         } else {
             dec.next_item()
         }
-        .map_err(|e| snap_err(e.to_string()))?;
+        .map_err(|e| match e {
+            ObjectError::ModuleKey { key, module } => ApplyError::ModuleKey { key, module },
+            other => snap_err(other.to_string()),
+        })?;
         let Some(item) = item else {
             if eof {
                 return Err(snap_err("ended without its EOF marker".into()));

@@ -65,6 +65,9 @@ pub enum ApplyError {
     CrossSlot { offset: u64, message: String },
     #[error("snapshot {path}: {message}")]
     Snapshot { path: String, message: String },
+    /// A snapshot key of a module type: no target can take it without the module.
+    #[error("the snapshot's key {key:?} has a type of module {module:?}, which georelay cannot apply; the lane is stopped (remove the key in the origin, or load the module in the target and replicate instead)")]
+    ModuleKey { key: String, module: String },
     #[error("{0}")]
     Log(#[from] crate::log::LogError),
 }
@@ -86,6 +89,7 @@ impl ApplyError {
                 ("stopped", false)
             }
             ApplyError::Log(_) => ("stopped", false),
+            ApplyError::ModuleKey { .. } => ("module", true),
         }
     }
 }

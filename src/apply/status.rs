@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::MetricsError;
 
 /// Every `reason` of `georelay_apply_errors_total`.
-pub const REASONS: [&str; 12] = [
+pub const REASONS: [&str; 13] = [
     "target_down",
     "readonly",
     "oom",
@@ -22,6 +22,7 @@ pub const REASONS: [&str; 12] = [
     "flush_refused",
     "redirect",
     "stopped",
+    "module",
 ];
 
 #[derive(Clone)]

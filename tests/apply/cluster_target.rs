@@ -1,6 +1,7 @@
 //! Helpers of the cluster-target apply tests: a target cluster's keyspace (every master,
-//! georelay's checkpoint keys left out), a `redis-cli --cluster reshard` in a thread, and an
-//! INCR/INCRBY/LPUSH writer whose expected totals are known.
+//! georelay's checkpoint keys left out), a `redis-cli --cluster reshard` in a thread, an
+//! INCR/INCRBY/LPUSH writer whose expected totals are known, a small cluster without replicas,
+//! the `[target]` section, and the applier's `/status` rows.
 #![allow(dead_code)]
 
 use std::process::Command;
@@ -10,7 +11,45 @@ use std::time::Duration;
 
 use crate::cluster_util::{Cluster, ClusterClient};
 use crate::dataset::{self, Keyspace};
-use crate::support::{frame_text, Client};
+use crate::support::{frame_text, http_get, wait_until, Agent, Client, Redis};
+
+pub const LONG: Duration = Duration::from_secs(120);
+
+/// `[target]` with the cluster's masters as seeds, then `extra` lines.
+pub fn target_section(c: &Cluster, extra: &str) -> String {
+    let seeds: Vec<String> = c
+        .masters()
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    format!("[target]\ncluster = [{}]\n{extra}", seeds.join(", "))
+}
+
+/// A field of the agent's first `target` row of `/status`, or None while it does not answer.
+pub fn row_field(agent: &Agent, field: &str) -> Option<String> {
+    match target_rows(agent)?.first()?.get(field)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+pub fn origin_offset(origin: &Redis) -> f64 {
+    origin
+        .info_field("replication", "master_repl_offset")
+        .parse()
+        .expect("master_repl_offset is a number")
+}
+
+/// Waits until the (single-lane) applier streams and has applied the origin's offset.
+pub fn wait_applied(agent: &Agent, origin: &Redis) {
+    wait_until(LONG, "the applier streams", || {
+        row_field(agent, "state").as_deref() == Some("streaming")
+    });
+    let want = origin_offset(origin);
+    agent.wait_metric("georelay_apply_offset", &[("shard", "main")], LONG, |v| {
+        v >= want
+    });
+}
 
 /// Every key of a cluster's masters, as database 0, without `georelay:` keys.
 pub fn cluster_keyspace(c: &Cluster) -> Keyspace {
@@ -137,15 +176,15 @@ pub fn assert_totals(target: &mut ClusterClient, t: &Totals, tag: &str) {
 }
 
 /// A cluster of `masters` masters without replicas (`redis-cli --cluster create` wants 3
-/// masters at least): slots split evenly with `CLUSTER ADDSLOTSRANGE`, distinct config
-/// epochs, `CLUSTER MEET`, then every node agrees on the slots.
+/// masters at least) on `cluster_port_block` ports: slots split evenly with `CLUSTER
+/// ADDSLOTS`, distinct config epochs, `CLUSTER MEET`, then every node agrees on the slots.
 pub fn small_cluster(kind: crate::support::ServerKind, masters: usize) -> Cluster {
-    use crate::support::{free_port, wait_until, Redis};
-    let nodes: Vec<Redis> = (0..masters)
-        .map(|_| {
+    let base = crate::cluster_util::cluster_port_block(masters);
+    let nodes: Vec<Redis> = (0..masters as u16)
+        .map(|i| {
             Redis::start_kind_on(
                 kind,
-                free_port(),
+                base + i,
                 &[
                     "--cluster-enabled",
                     "yes",
@@ -173,15 +212,11 @@ pub fn small_cluster(kind: crate::support::ServerKind, masters: usize) -> Cluste
             c.cmd(&["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()]),
             "SET-CONFIG-EPOCH",
         );
-        ok(
-            c.cmd(&[
-                "CLUSTER",
-                "ADDSLOTSRANGE",
-                &first.to_string(),
-                &last.to_string(),
-            ]),
-            "ADDSLOTSRANGE",
-        );
+        // Redis 6.2 has no ADDSLOTSRANGE (7.0+): list the slots.
+        let slots: Vec<String> = (first..=last).map(|s| s.to_string()).collect();
+        let mut args = vec!["CLUSTER", "ADDSLOTS"];
+        args.extend(slots.iter().map(String::as_str));
+        ok(c.cmd(&args), "ADDSLOTS");
     }
     for n in &nodes[1..] {
         let f = nodes[0]
@@ -208,4 +243,88 @@ pub fn small_cluster(kind: crate::support::ServerKind, masters: usize) -> Cluste
         },
     );
     c
+}
+
+/// The `target` rows of `/status`, or None while `/status` does not answer with them.
+pub fn target_rows(agent: &Agent) -> Option<Vec<serde_json::Value>> {
+    let (code, body) = http_get(agent.admin_port, "/status")?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v.get("target")?.as_array().cloned()
+}
+
+/// Every lane applier is in state `streaming` (and there are `n`).
+pub fn all_streaming(agent: &Agent, n: usize) -> bool {
+    target_rows(agent)
+        .is_some_and(|rows| rows.len() == n && rows.iter().all(|r| r["state"] == "streaming"))
+}
+
+/// Strings, lists, hashes, sets and sorted sets (some with TTLs) through a cluster client.
+pub fn mixed_dataset(c: &mut ClusterClient, n: u32) {
+    for i in 0..n {
+        let k = format!("mix:{i}");
+        let ok = |r: Result<georelay::resp::Frame, String>| {
+            let f = r.expect("write the dataset");
+            assert!(!matches!(f, georelay::resp::Frame::Error(_)), "{f:?}");
+        };
+        match i % 5 {
+            0 => ok(c.cmd(&["SET", &k, &format!("v{i}")])),
+            1 => ok(c.cmd(&["RPUSH", &k, "a", "b", &i.to_string()])),
+            2 => ok(c.cmd(&["HSET", &k, "f", "1", "g", &i.to_string()])),
+            3 => ok(c.cmd(&["SADD", &k, "x", "y", &i.to_string()])),
+            _ => ok(c.cmd(&["ZADD", &k, "1.5", "m", &i.to_string(), "n"])),
+        }
+        if i % 7 == 0 {
+            ok(c.cmd(&["PEXPIRE", &k, "3600000"]));
+        }
+    }
+}
+
+/// The `shard` of every `target` row of `/status`.
+pub fn lane_names(agent: &Agent) -> Vec<String> {
+    target_rows(agent)
+        .expect("/status has target rows")
+        .iter()
+        .map(|r| {
+            r["shard"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a target row without a shard: {r}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// [`write_counters`] through a cluster client on `ports`, in a thread, until `stop`.
+pub fn spawn_cluster_writer(
+    ports: Vec<u16>,
+    stop: &Arc<AtomicBool>,
+    tag: &'static str,
+) -> std::thread::JoinHandle<Result<Totals, String>> {
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let mut c = ClusterClient::new(ports);
+        write_counters(|a| c.cmd(a), stop, 100_000, tag)
+    })
+}
+
+/// Database 0 of every master of a cluster origin.
+pub fn cluster_origin_keys(origin: &Cluster) -> Keyspace {
+    let mut out = Keyspace::new();
+    for port in origin.masters() {
+        let mut c = Client::connect(port);
+        out.extend(dataset::read_server(&mut c, &[0], false));
+    }
+    out
+}
+
+/// Waits until the target's counters `<tag>cnt:*` read the writer's totals.
+pub fn wait_counters(tc: &mut ClusterClient, t: &Totals, tag: &str) {
+    wait_until(LONG, "the target's counters caught up", || {
+        (0..16).all(|k| {
+            let got = tc.cmd(&["GET", &format!("{tag}cnt:{k}")]).ok();
+            got.map(|f| frame_text(&f)) == Some(t.counters[k].to_string())
+        })
+    });
 }

@@ -25,7 +25,7 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+        .expect("the clock is after 1970")
 }
 
 fn run(c: &mut Client, args: &[&str]) -> Frame {
@@ -260,10 +260,12 @@ pub fn read_server(c: &mut Client, dbs: &[u32], field_ttls: bool) -> Keyspace {
                         for p in flat.chunks(2) {
                             let r =
                                 items(cmdb(c, &[b"HPEXPIRETIME", &key, b"FIELDS", b"1", &p[0]]));
-                            if let Some(Frame::Integer(t)) = r.first() {
-                                if *t > 0 {
-                                    field_expire_ms.push((p[0].clone(), *t));
+                            match r.first() {
+                                Some(Frame::Integer(t)) if *t > 0 => {
+                                    field_expire_ms.push((p[0].clone(), *t))
                                 }
+                                Some(Frame::Integer(_)) => {}
+                                other => panic!("HPEXPIRETIME of a field: {other:?}"),
                             }
                         }
                         field_expire_ms.sort();
@@ -425,7 +427,12 @@ pub fn from_entries(entries: &[Entry]) -> Keyspace {
                             .iter()
                             .find(|c| c.pending.contains(&p.id))
                             .map(|c| c.name.clone())
-                            .unwrap_or_default();
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "pending entry {} of group {:?} has no consumer",
+                                    p.id, g.name
+                                )
+                            });
                         lines.push(
                             [
                                 b"pel ".to_vec(),

@@ -177,7 +177,7 @@ impl Cluster {
                 found.is_some()
             },
         );
-        found.unwrap_or_default()
+        found.unwrap_or_else(|| panic!("no replica of the master on {master_port}"))
     }
 
     pub fn id_of(&self, port: u16) -> String {
@@ -316,18 +316,33 @@ pub fn keyspace(port: u16) -> BTreeMap<String, String> {
     }
 }
 
-/// The agent's `/status` shards.
+/// The agent's `/status` shards (`/status` leaves `shards` out while there is no lane). An
+/// agent that does not answer, a body that is not a status, or a `shards` that is not an array
+/// fails the test (an empty list would pass checks like "no lane yet").
 pub fn shards(admin_port: u16) -> Vec<serde_json::Value> {
-    http_get(admin_port, "/status")
-        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .and_then(|v| v.get("shards").and_then(|s| s.as_array().cloned()))
-        .unwrap_or_default()
+    let (code, body) = http_get(admin_port, "/status")
+        .unwrap_or_else(|| panic!("GET /status on admin port {admin_port}: no answer"));
+    assert_eq!(code, 200, "GET /status on {admin_port}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("/status on {admin_port} is not JSON ({e}): {body}"));
+    assert!(
+        v["upstream"].is_object(),
+        "/status on {admin_port} is not a status: {body}"
+    );
+    match v.get("shards") {
+        None => Vec::new(),
+        Some(s) => s
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("/status on {admin_port}: shards is not an array: {body}")),
+    }
 }
 
+/// A string field of a `/status` row; a missing or non-string field fails the test.
 pub fn field_str(v: &serde_json::Value, k: &str) -> String {
     v.get(k)
         .and_then(|x| x.as_str())
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("/status row has no string {k:?}: {v}"))
         .to_string()
 }
 
@@ -394,11 +409,11 @@ pub fn cluster_port_block(n: usize) -> u16 {
     panic!("no block of {n} free cluster node ports (with their bus ports) below 32768");
 }
 
+/// The port of a "host:port" address; anything else fails the test.
 pub fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
+    addr.rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a host:port address: {addr:?}"))
 }
 
 pub struct Writer {
@@ -491,7 +506,7 @@ impl Writer {
 
 pub fn lane_by_master(admin: u16, port: u16) -> Option<serde_json::Value> {
     shards(admin).into_iter().find(|s| {
-        port_of(&field_str(s, "upstream")) == port && field_str(s, "state") == "streaming"
+        field_str(s, "state") == "streaming" && port_of(&field_str(s, "upstream")) == port
     })
 }
 

@@ -1,0 +1,77 @@
+//! Apply straight from a cluster origin, against real servers: a site agent with
+//! `upstream.cluster` (a 3-master Redis 7.0 cluster, one lane per master) and a `[target]`
+//! that is a 2-master **Valkey 9.1** cluster. Each lane's applier writes into the target by
+//! slot; the site agent is SIGKILLed once during the stream. At the end the target equals the
+//! origin key by key, the INCR/INCRBY/LPUSH totals are exact, and a restart re-applies
+//! nothing on any lane.
+
+#[path = "apply/cluster_target.rs"]
+mod cluster_target;
+mod cluster_util;
+#[path = "apply/dataset.rs"]
+mod dataset;
+#[path = "apply/resume.rs"]
+mod resume;
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cluster_target::*;
+use cluster_util::ClusterClient;
+use support::{wait_until, Agent, ServerKind};
+
+#[test]
+fn a_site_agent_on_a_redis70_cluster_applies_into_a_valkey91_cluster() {
+    let origin = small_cluster(ServerKind::Redis70, 3);
+    let target = small_cluster(ServerKind::Valkey91, 2);
+    let origin_ports = origin.masters();
+    let mut oc = ClusterClient::new(origin_ports.clone());
+    mixed_dataset(&mut oc, 2000);
+    let seeds = vec![origin.live().next().expect("a node").addr()];
+    let mut site = Agent::start(&format!(
+        "{}{}",
+        cluster_util::cluster_agent_config(&seeds, cluster_util::free_port_block(3), 3, ""),
+        target_section(&target, "")
+    ));
+    wait_until(LONG, "three lane appliers stream", || {
+        all_streaming(&site, 3)
+    });
+    let lanes = lane_names(&site);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_cluster_writer(origin_ports.clone(), &stop, "w");
+    // Some of the stream applied, then a SIGKILL of the applying site agent.
+    let mut tc = ClusterClient::new(target.masters());
+    wait_until(LONG, "the stream reaches the target", || {
+        tc.cmd(&["GET", "wcnt:0"])
+            .is_ok_and(|f| support::frame_text(&f).parse::<i64>().is_ok_and(|n| n > 20))
+    });
+    site.kill9();
+    site.restart();
+    wait_until(LONG, "three lane appliers stream again", || {
+        all_streaming(&site, 3)
+    });
+    assert!(!w.is_finished(), "the writer outlived the kill");
+    stop.store(true, Ordering::Relaxed);
+    let totals = w.join().expect("writer").expect("writes into the origin");
+
+    let origin_keys = || cluster_origin_keys(&origin);
+    let want = origin_keys();
+    wait_counters(&mut tc, &totals, "w");
+    wait_until(LONG, "the target holds every origin key", || {
+        cluster_keyspace(&target).keys().eq(want.keys())
+    });
+    dataset::assert_same(&want, &cluster_keyspace(&target), 1000);
+    assert_totals(&mut tc, &totals, "w");
+
+    // A restart with the target intact re-applies nothing, on any lane.
+    site.restart();
+    wait_until(LONG, "three lane appliers stream after the restart", || {
+        all_streaming(&site, 3)
+    });
+    for lane in &lanes {
+        resume::assert_nothing_reapplied(&site, lane);
+    }
+    dataset::assert_same(&origin_keys(), &cluster_keyspace(&target), 1000);
+}
