@@ -375,20 +375,25 @@ pub fn cluster_agent_config(
     )
 }
 
-/// A block of free consecutive ports (best effort: each checked free now).
+/// A block of free consecutive ports for an agent's `listen.shard_ports`: each checked free now,
+/// all in 2000–11999, below the cluster nodes' block (12000–31999 with their bus ports) and the
+/// kernel's ephemeral range (32768 and up). A lane binds its shard port only once discovery has
+/// found its shard, so a port in the ephemeral range could meanwhile be taken by any outbound
+/// connection on the machine (seen once: "cannot listen on its shard port … Address already in
+/// use" for a minute).
 pub fn free_port_block(n: usize) -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base as usize + n >= 65535 {
-            continue;
-        }
-        let ok =
-            (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if ok {
+    use std::hash::{BuildHasher, Hasher};
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    for _ in 0..500 {
+        let r = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let base = 2_000 + (r % (10_000 - n as u64)) as u16;
+        if (0..n as u16).all(|i| free(base + i)) {
             return base;
         }
     }
-    panic!("no block of {n} free ports");
+    panic!("no block of {n} free ports in 2000–11999");
 }
 
 /// `n` consecutive ports for cluster nodes: each one and its cluster bus port (+10000) free
