@@ -305,7 +305,7 @@ pub fn keyspace(port: u16) -> BTreeMap<String, String> {
         cursor = frame_text(&parts[0]);
         let keys: Vec<String> = match &parts[1] {
             Frame::Array(k) => k.iter().map(frame_text).collect(),
-            _ => vec![],
+            other => panic!("SCAN on {port}: the keys are not an array: {other:?}"),
         };
         for k in keys {
             out.insert(k.clone(), c.cmd_str(&["GET", &k]));
