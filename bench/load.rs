@@ -10,20 +10,25 @@ use rand::{Rng, RngCore, SeedableRng};
 use crate::client::Client;
 
 pub fn redis_benchmark(port: u16, value: usize, n: u64) -> Result<Duration> {
+    redis_benchmark_with(port, &["-t", "set"], value, n, &[])
+}
+
+/// redis-benchmark with extra `flags` (e.g. `--cluster`) and an optional command of its own
+/// (`cmd`, e.g. `SET {tag}k:__rand_int__ v`), `-P 16 -c 50 -r 100000`.
+pub fn redis_benchmark_with(
+    port: u16,
+    flags: &[&str],
+    value: usize,
+    n: u64,
+    cmd: &[&str],
+) -> Result<Duration> {
     let t0 = Instant::now();
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-t",
-            "set",
-            "-d",
-            &value.to_string(),
-            "-P",
-            "16",
-            "-c",
-            "50",
-        ])
+        .args(flags)
+        .args(["-d", &value.to_string(), "-P", "16", "-c", "50"])
         .args(["-n", &n.to_string(), "-r", "100000", "-q"])
+        .args(cmd)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()

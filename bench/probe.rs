@@ -10,6 +10,16 @@ use georelay::resp::Frame;
 use crate::client::Client;
 use crate::harness::now_ns;
 
+/// Whether a read error is the read timeout (the subscriber then just polls its stop flag).
+pub fn is_timeout(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    })
+}
+
 /// PUBLISH on the origin every `every`, SUBSCRIBE on the far replica; lag per message.
 pub struct Prober {
     pub stop: Arc<AtomicBool>,
@@ -57,17 +67,8 @@ impl Prober {
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => {
-                        let timeout = e.downcast_ref::<std::io::Error>().is_some_and(|e| {
-                            matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            )
-                        });
-                        if !timeout {
-                            break;
-                        }
-                    }
+                    Err(e) if crate::probe::is_timeout(&e) => {}
+                    Err(_) => break,
                 }
             }
             got

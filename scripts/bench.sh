@@ -3,7 +3,7 @@
 # writes docs/BENCHMARKS.md + docs/benchmarks.json. One command:
 #
 #   ./scripts/bench.sh                      # every scenario, 3 runs each (~15 min on 2 cores)
-#   ./scripts/bench.sh --only steady        # one scenario (steady,ceiling,catchup,fullsync,lossy,wanbytes,wansim,wait)
+#   ./scripts/bench.sh --only steady        # one scenario (steady,ceiling,catchup,fullsync,lossy,wanbytes,wansim,wait,apply,switchover,cluster)
 #   ./scripts/bench.sh --runs 5 --backlogs-mb 1000,10000   # bigger; see --help
 #
 # Needs only what scripts/install-deps.sh installs (redis-server, redis-tools with

@@ -2,12 +2,16 @@
 //! passes `georelay check`; the systemd unit verifies; the Prometheus config and alerts pass
 //! `promtool` (with unit tests); the Kubernetes manifests pass a schema validator; the
 //! dashboard and the README name only metrics a real agent chain exports; and a real
-//! Prometheus scraping a chain sees sane lag and alerts when the link is blackholed.
+//! Prometheus scraping a chain sees sane lag and alerts when the link is blackholed. The Redis
+//! Cluster StatefulSets (pod i takes part i/N) are checked in `deploy/kubernetes_cluster.rs`.
 //!
 //! External tools come from scripts/install-deps.sh (Debian `prometheus`, PyPI
 //! `kubernetes-validate`); a missing one fails its test with an install hint.
 
 mod support;
+
+#[path = "deploy/kubernetes_cluster.rs"]
+mod kubernetes_cluster;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -18,6 +18,9 @@
 mod apply;
 mod catchup;
 mod ceiling;
+mod cluster;
+mod cluster_probe;
+mod cluster_setup;
 mod fullsync;
 mod lossy;
 mod steady;
@@ -67,6 +70,7 @@ pub const ALL: &[Scenario] = &[
     wait::SCENARIO,
     apply::SCENARIO,
     switchover::SCENARIO,
+    cluster::SCENARIO,
 ];
 
 /// The scenarios `--only` names, in the order given (all of them without `--only`).

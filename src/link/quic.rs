@@ -48,6 +48,9 @@ impl FromStr for Congestion {
     }
 }
 
+/// How many streams' windows (lanes busy at once, plus one) the connection-wide windows hold.
+pub const LANE_STREAMS: u64 = 16;
+
 /// QUIC transport knobs of a link. Windows should cover the bandwidth-delay product
 /// (1 Gbit/s × 100 ms ≈ 12.5 MB); the kernel caps socket buffers at `net.core.{r,w}mem_max`.
 /// The defaults live in one place, the config: `LinkSettings::default().transport`.
@@ -76,8 +79,14 @@ impl TransportSettings {
         tc.stream_receive_window(
             VarInt::from_u64(self.stream_window).map_err(|_| bad("stream_window"))?,
         );
-        tc.receive_window(VarInt::from_u64(self.conn_window).map_err(|_| bad("conn_window"))?);
-        tc.send_window(self.send_window);
+        // Per-lane flow control: the connection-wide windows leave room for LANE_STREAMS
+        // streams' own windows, so a cluster lane that fills its window (a backlog catching up)
+        // never holds back another lane's trickle. What a stream buffers stays bounded by its
+        // own window, so a one-stream link is unchanged.
+        let lanes = self.stream_window.saturating_mul(LANE_STREAMS);
+        let conn_window = self.conn_window.max(lanes);
+        tc.receive_window(VarInt::from_u64(conn_window).map_err(|_| bad("conn_window"))?);
+        tc.send_window(self.send_window.max(lanes));
         tc.keep_alive_interval((!self.keep_alive.is_zero()).then_some(self.keep_alive));
         let idle = if self.idle_timeout.is_zero() {
             None
