@@ -17,7 +17,7 @@
 //! - [`app`]: wires everything together with one shutdown path.
 //!
 //! Lints: `unsafe` is denied crate-wide; the few audited libc calls in the log's segment I/O
-//! (`pwritev`, `sync_file_range`, `posix_fadvise`) carry `#[allow(unsafe_code)]` and a
+//! (`pwritev`, `pread`, `sync_file_range`, `posix_fadvise`) carry `#[allow(unsafe_code)]` and a
 //! `SAFETY:` note. Rust 2018 idioms are warned on (errors under clippy `-D warnings`).
 
 #![deny(unsafe_code)]

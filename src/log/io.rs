@@ -167,6 +167,91 @@ impl Log {
     }
 }
 
+/// Appends queued on the log's writer thread without waiting for each: the next frame is read
+/// from the network while the last one is written. At most `depth` appends are in flight;
+/// once one fails, the ones queued after it write nothing (each would land at the wrong
+/// offset), and the failure is what [`AppendPipe::drain`] or the next push returns.
+pub struct AppendPipe {
+    log: Log,
+    depth: usize,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    pending: std::collections::VecDeque<tokio::sync::oneshot::Receiver<Result<(), LogError>>>,
+}
+
+impl AppendPipe {
+    pub fn new(log: &Log, depth: usize) -> AppendPipe {
+        AppendPipe {
+            log: log.clone(),
+            depth: depth.max(1),
+            failed: Arc::default(),
+            pending: Default::default(),
+        }
+    }
+
+    /// Queues [`Log::append`] of `data`; waits only while `depth` appends are in flight.
+    pub async fn push(&mut self, data: Bytes, timestamp_us: u64) -> Result<(), LogError> {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (log, failed) = (self.log.clone(), Arc::clone(&self.failed));
+        self.log.shared.writer.submit(Box::new(move || {
+            let r = if failed.load(Ordering::Acquire) {
+                Err(LogError::Stopped)
+            } else {
+                log.append(data, timestamp_us)
+            };
+            if r.is_err() {
+                failed.store(true, Ordering::Release);
+            }
+            drop(log);
+            let _ = tx.send(r);
+        }))?;
+        self.pending.push_back(rx);
+        while self.pending.len() > self.depth {
+            self.pop().await?;
+        }
+        Ok(())
+    }
+
+    async fn pop(&mut self) -> Result<(), LogError> {
+        match self.pending.pop_front() {
+            Some(rx) => rx.await.map_err(|_| LogError::Stopped)?,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every queued append is written; the first failure, if any.
+    pub async fn drain(&mut self) -> Result<(), LogError> {
+        while !self.pending.is_empty() {
+            self.pop().await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the appends already written, from the oldest; the first failure, if any.
+    pub fn reap(&mut self) -> Result<(), LogError> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        while let Some(rx) = self.pending.front_mut() {
+            match rx.try_recv() {
+                Ok(r) => {
+                    self.pending.pop_front();
+                    r?;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => {
+                    self.pending.pop_front();
+                    return Err(LogError::Stopped);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends queued and not yet known to be written (as of the last [`AppendPipe::reap`]).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 /// A [`SnapshotWriter`] whose file work (writes, the final fsync and rename) runs on the log's
 /// writer thread. A write cut short by a dropped future loses the file: later calls fail.
 pub struct AsyncSnapshot {

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub(crate) use fsutil::write_atomic;
-pub use io::{blocking, AsyncSnapshot, PooledFile, READER_THREAD, WRITER_THREAD};
+pub use io::{blocking, AppendPipe, AsyncSnapshot, PooledFile, READER_THREAD, WRITER_THREAD};
 pub use reader::{join_pieces, Chunk, LogReader};
 pub use snapshot::SnapshotWriter;
 
@@ -209,6 +209,9 @@ pub(crate) struct Shared {
     sync: Arc<SyncCore>,
     /// Runs the log's mutations, in order, off the tokio workers.
     writer: io::Worker,
+    /// Tests: runs right before a full segment's seal (outside the mutex).
+    #[cfg(test)]
+    seal_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Drop for Shared {
@@ -220,6 +223,19 @@ impl Drop for Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called before a segment is sealed at rotation, without the mutex held.
+    fn before_seal(&self) {
+        #[cfg(test)]
+        if let Some(hook) = self
+            .seal_hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            hook();
+        }
     }
 }
 
@@ -275,6 +291,8 @@ impl Log {
                 epoch_tx,
                 sync,
                 writer,
+                #[cfg(test)]
+                seal_hook: Mutex::new(None),
             }),
         })
     }

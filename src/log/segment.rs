@@ -227,19 +227,30 @@ fn write_all_at2(file: &File, a: &[u8], b: &[u8], pos: u64) -> std::io::Result<(
         #[allow(unsafe_code)]
         let n =
             unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr().cast::<libc::iovec>(), 2, at) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let Some(n) = syscall_count(n)? else {
+            continue;
+        };
         if n == 0 {
             return Err(ErrorKind::WriteZero.into());
         }
-        done += n as usize;
+        done += n;
     }
     Ok(())
+}
+
+/// A `pwritev`/`pread` result as a byte count; `None` when interrupted (to retry).
+fn syscall_count(n: isize) -> std::io::Result<Option<usize>> {
+    match usize::try_from(n) {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Bytes of a segment after which their writeback is started (not waited for).
@@ -268,6 +279,39 @@ fn start_writeback(file: &File, before: u64, after: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
+}
+
+/// Up to `len` bytes at `pos` into a new buffer that is never zeroed first (fewer if the file
+/// ends first).
+#[allow(unsafe_code)]
+pub(crate) fn read_new_at(file: &File, len: usize, pos: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| std::io::Error::other("segment position out of range"))?;
+        let spare = &mut buf.spare_capacity_mut()[..len - done];
+        // SAFETY: `pread` writes at most `spare.len()` bytes into the vector's spare capacity,
+        // which it owns and which outlives the call.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast::<libc::c_void>(),
+                spare.len(),
+                at,
+            )
+        };
+        let Some(n) = syscall_count(n)? else {
+            continue;
+        };
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the kernel initialised the first `n` (≤ spare.len()) bytes past the length.
+        unsafe { buf.set_len(done + n) };
+    }
+    Ok(buf)
 }
 
 pub(crate) fn read_at_most(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {

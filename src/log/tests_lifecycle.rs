@@ -278,3 +278,62 @@ fn corruption_at_the_end_of_the_active_segment_moves_appends_to_a_new_segment() 
     let c = r.try_next(100).expect("read").expect("chunk");
     assert_eq!((c.offset, &c.data[..]), (3001, &b"after"[..]));
 }
+
+#[test]
+fn the_rotation_seal_runs_without_the_log_mutex() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(dir.path());
+    c.segment_bytes = 4 * 1024;
+    c.fsync = FsyncPolicy::Always;
+    let log = Log::open(c).expect("open");
+    log.start_epoch(snapshot(&log, A, 0)).expect("epoch");
+    // Four records of 1000 + 24 bytes fill the 4 KiB segment: the fifth append rotates.
+    thousands(&log, 4, 1);
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    *log.shared.seal_hook.lock().expect("hook") = Some(Box::new(move || {
+        let _ = entered_tx.send(());
+        // Bounded: a failing test must not leave the appender parked for ever.
+        let _ = release_rx
+            .lock()
+            .expect("release")
+            .recv_timeout(Duration::from_secs(30));
+    }));
+    let appender = {
+        let log = log.clone();
+        std::thread::spawn(move || log.append(Bytes::from(vec![9u8; 1000]), 2))
+    };
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the fifth append never started sealing the full segment");
+    // While the seal is held, status and a reader get the mutex and see the sealed segment.
+    let (seen_tx, seen) = mpsc::channel();
+    let probe = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let st = log.status();
+            let chunk = log.reader(1).and_then(|mut r| r.try_next(1 << 20));
+            let _ = seen_tx.send((st.head, st.segment_count, chunk));
+        })
+    };
+    let (head, segments, chunk) = seen
+        .recv_timeout(Duration::from_secs(10))
+        .expect("status/reader blocked while the old segment was being sealed");
+    assert_eq!((head, segments), (4000, 1));
+    let chunk = chunk.expect("read").expect("chunk");
+    assert_eq!((chunk.offset, chunk.data.len()), (1, 4000));
+    release.send(()).expect("release the seal");
+    appender
+        .join()
+        .expect("appender thread")
+        .expect("append after the seal");
+    probe.join().expect("probe thread");
+    *log.shared.seal_hook.lock().expect("hook") = None;
+    let st = log.status();
+    assert_eq!((st.head, st.segment_count), (5000, 2));
+    let mut r = log.reader(4001).expect("reader");
+    let c = r.try_next(1 << 20).expect("read").expect("chunk");
+    assert_eq!((c.offset, &c.data[..]), (4001, &[9u8; 1000][..]));
+}

@@ -1,6 +1,8 @@
 //! The writer side of [`Log`]: appending records (with rotation), snapshots, new epochs,
 //! replid switches, retention entry points.
 
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,31 +16,50 @@ use super::{
     FsyncPolicy, HistoryEntry, Inner, Log, LogConfig, LogError, SnapshotMeta, RECENT_RECORDS,
 };
 
+/// An active segment sealed (fsynced, page cache dropped) outside the log mutex: the file and
+/// its size when sealed. [`Inner::ensure_active`] skips the seal if nothing changed since.
+pub(crate) struct Sealed {
+    file: Arc<File>,
+    size: u64,
+}
+
 impl Inner {
-    /// Make sure an active segment that can take a record at `head+1` exists and is open.
-    /// Returns true if a new segment was created.
-    fn ensure_active(&mut self, cfg: &LogConfig) -> Result<bool, LogError> {
+    /// True when the next record (at `head+1`) needs a new segment.
+    fn needs_rotation(&self, cfg: &LogConfig) -> bool {
         let next = self.head + 1;
-        let rotate = match self.segments.last() {
+        match self.segments.last() {
             None => true,
             // An empty segment starting at `next` is reused (its name is taken).
             Some(s) if s.size == 0 && s.first == next => false,
             Some(s) => self.force_rotate || s.end != next || s.size >= cfg.segment_bytes,
-        };
-        if rotate {
+        }
+    }
+
+    /// The active file to seal before the next record, if the next record rotates.
+    fn to_seal(&self, cfg: &LogConfig) -> Option<(Arc<File>, PathBuf, u64)> {
+        if !self.needs_rotation(cfg) {
+            return None;
+        }
+        let (file, seg) = (self.active.as_ref()?, self.segments.last()?);
+        Some((Arc::clone(file), seg.path.clone(), seg.size))
+    }
+
+    /// Make sure an active segment that can take a record at `head+1` exists and is open.
+    /// Returns true if a new segment was created. The old segment is sealed first, so a crash
+    /// cannot leave a hole before the new one — unless `sealed` says it already was, with
+    /// nothing written to it since.
+    fn ensure_active(
+        &mut self,
+        cfg: &LogConfig,
+        sealed: Option<&Sealed>,
+    ) -> Result<bool, LogError> {
+        let next = self.head + 1;
+        if self.needs_rotation(cfg) {
             let sync = cfg.fsync != FsyncPolicy::No;
-            // Seal the old segment first, so a crash cannot leave a hole before the new one.
             if let (Some(old), Some(seg)) = (self.active.as_ref(), self.segments.last()) {
-                if sync {
-                    if let Err(e) = old.sync_data() {
-                        super::sync::fatal(&seg.path, &e);
-                    }
-                }
-                // Readers that are caught up read the new segment; the sealed one is read
-                // again only by a lagging reader. Dropping it keeps the page cache (counted in
-                // a container's memory) from growing with the log.
-                if !cfg.keep_page_cache {
-                    drop_page_cache(old);
+                let done = sealed.is_some_and(|s| Arc::ptr_eq(&s.file, old) && s.size == seg.size);
+                if !done {
+                    seal(old, &seg.path, sync, cfg.keep_page_cache);
                 }
             }
             let (seg, file) = Segment::create(&self.seg_dir, self.state.epoch, next, sync)?;
@@ -75,6 +96,21 @@ impl Inner {
     }
 }
 
+/// Seals a segment that is full: fsync (by policy; a failure is fatal) and, unless asked to
+/// keep it, drop it from the page cache — readers that are caught up read the new segment and
+/// the sealed one is read again only by a lagging reader, so the page cache (counted in a
+/// container's memory) does not grow with the log.
+fn seal(file: &File, path: &Path, sync: bool, keep_page_cache: bool) {
+    if sync {
+        if let Err(e) = file.sync_data() {
+            super::sync::fatal(path, &e);
+        }
+    }
+    if !keep_page_cache {
+        drop_page_cache(file);
+    }
+}
+
 impl Log {
     /// Append `data` as one record at offset head+1 (split into several records if larger
     /// than [`MAX_APPEND`]). Written immediately; fsynced by the group-commit policy.
@@ -91,7 +127,25 @@ impl Log {
         let mut rest = data;
         while !rest.is_empty() {
             let piece = rest.split_to(rest.len().min(MAX_APPEND));
-            rotated |= g.ensure_active(cfg)?;
+            // The seal's fsync runs without the mutex, so readers, `status` and the ACK path
+            // do not wait for the disk; `ensure_active` re-checks that nothing moved meanwhile.
+            let mut sealed = None;
+            if let Some((file, path, size)) = g.to_seal(cfg) {
+                drop(g);
+                self.shared.before_seal();
+                seal(
+                    &file,
+                    &path,
+                    cfg.fsync != FsyncPolicy::No,
+                    cfg.keep_page_cache,
+                );
+                sealed = Some(Sealed { file, size });
+                g = self.shared.lock();
+                if !g.state.has_epoch() {
+                    return Err(LogError::NoEpoch);
+                }
+            }
+            rotated |= g.ensure_active(cfg, sealed.as_ref())?;
             let offset = g.head + 1;
             let Some(file) = g.active.clone() else {
                 return Err(LogError::NoEpoch);

@@ -288,6 +288,8 @@ async fn stream(
         tokio::select! {
             pieces = reader.next_pieces(LOG_CHUNK) => {
                 let pieces = pieces?;
+                // The next chunk is read on the pool while this one is sent.
+                reader.prefetch(LOG_CHUNK)?;
                 // A switch may have landed after the last refresh; the history is a few entries.
                 let history = ctx.log.history().1;
                 let from = lock(up).position();

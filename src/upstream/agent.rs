@@ -16,7 +16,7 @@ use crate::link::client::{self, ConnectError, LinkConn};
 use crate::link::down::{Down, DownAction, DownError, Mode, Transfer};
 use crate::link::proto::acks_received;
 use crate::link::{negotiated_alpn, CloseCode, FrameWriter, LinkError};
-use crate::log::{AsyncSnapshot, SnapshotMeta};
+use crate::log::{AppendPipe, AsyncSnapshot, SnapshotMeta};
 use crate::metrics::{Health, Metrics};
 use crate::rdb::RdbVerifier;
 use crate::{clock::now_us, log::Log};
@@ -165,6 +165,7 @@ pub async fn fetch_lane_snapshot(
         .await
         .map_err(connect_err)?;
     let mut held = Held::default();
+    let mut pipe = AppendPipe::new(&ctx.log, APPENDS_IN_FLIGHT);
     let mut actions = Vec::new();
     let result = loop {
         let Some(frame) = reader.next().await.map_err(link_err)? else {
@@ -174,7 +175,16 @@ pub async fn fetch_lane_snapshot(
         if let Err(e) = down.on_frame(frame, now_us(), 0, &mut actions) {
             break Err(down_err(e));
         }
-        match apply(ctx, &mut writer, &mut held, actions.drain(..), &down).await {
+        match apply(
+            ctx,
+            &mut writer,
+            &mut held,
+            &mut pipe,
+            actions.drain(..),
+            &down,
+        )
+        .await
+        {
             Ok(Some(offset)) => break Ok(offset),
             Ok(None) => {}
             Err(e) => break Err(e),
@@ -199,7 +209,10 @@ async fn stream(
     streamed: &mut bool,
     held: &mut Held,
 ) -> Result<(), UpstreamError> {
-    let mut down = Down::new(Mode::Stream, ctx.log.current(), held.transfer.take())
+    // Asked on the writer thread, after every append an earlier (maybe cancelled) session
+    // queued, so the resume point is what is really written.
+    let current = ctx.log.on_writer(|l| l.current()).await?;
+    let mut down = Down::new(Mode::Stream, current, held.transfer.take())
         .with_received_acks(acks_received(negotiated_alpn(conn).as_deref()));
     let result = drive(ctx, conn, lane, streamed, held, &mut down).await;
     held.transfer = down.into_transfer();
@@ -220,8 +233,33 @@ async fn drive(
     let (mut writer, mut reader) = client::open_lane(conn, &down.hello(&ctx.name, lane))
         .await
         .map_err(connect_err)?;
+    let mut pipe = AppendPipe::new(&ctx.log, APPENDS_IN_FLIGHT);
+    let result = drive_frames(
+        ctx,
+        &mut reader,
+        &mut writer,
+        streamed,
+        held,
+        down,
+        &mut pipe,
+    )
+    .await;
+    // Appends still queued are written (or fail) before the link is given up.
+    let drained = pipe.drain().await.map_err(UpstreamError::from);
+    result.and(drained)
+}
+
+async fn drive_frames(
+    ctx: &AgentUpstreamCtx,
+    reader: &mut crate::link::FrameReader<quinn::RecvStream>,
+    writer: &mut FrameWriter,
+    streamed: &mut bool,
+    held: &mut Held,
+    down: &mut Down,
+    pipe: &mut AppendPipe,
+) -> Result<(), UpstreamError> {
     let mut durable_rx = ctx.log.subscribe_durable();
-    let head_rx = ctx.log.subscribe_head();
+    let mut head_rx = ctx.log.subscribe_head();
     let mut actions = Vec::new();
     loop {
         actions.clear();
@@ -232,34 +270,53 @@ async fn drive(
                 down.on_frame(frame, now_us(), durable, &mut actions).map_err(down_err)?;
             }
             _ = durable_rx.changed() => {}
+            // A queued append finished: acknowledge what is now written.
+            Ok(()) = head_rx.changed(), if pipe.in_flight() > 0 => {}
         };
+        pipe.reap()?;
         ctx.metrics.upstream_view.heard(0, 0);
         for a in &actions {
             if matches!(a, DownAction::Online { .. }) {
                 online(ctx, streamed);
             }
         }
-        apply(ctx, &mut writer, held, actions.drain(..), down).await?;
+        apply(ctx, writer, held, pipe, actions.drain(..), down).await?;
         // What is written now (received) and fsynced (durable), if either moved.
         let durable = *durable_rx.borrow_and_update();
-        let head = *head_rx.borrow();
+        let head = *head_rx.borrow_and_update();
         if let Some(ack) = down.ack(head, durable) {
-            apply(ctx, &mut writer, held, std::iter::once(ack), down).await?;
+            apply(ctx, writer, held, pipe, std::iter::once(ack), down).await?;
         }
     }
 }
 
-/// Does what the machine asked, in order. Returns the offset of a refreshed snapshot once
-/// it is stored.
+/// Log appends queued on the writer thread at once while the next frames are read.
+const APPENDS_IN_FLIGHT: usize = 4;
+
+/// Does what the machine asked, in order. Appends are queued on `pipe`; anything else that
+/// touches the log or the sync waits for them first. Returns the offset of a refreshed
+/// snapshot once it is stored.
 async fn apply(
     ctx: &AgentUpstreamCtx,
     writer: &mut FrameWriter,
     held: &mut Held,
+    pipe: &mut AppendPipe,
     actions: impl Iterator<Item = DownAction>,
     down: &Down,
 ) -> Result<Option<u64>, UpstreamError> {
     let m = &ctx.metrics;
     for action in actions {
+        let queues = matches!(
+            action,
+            DownAction::Append { .. }
+                | DownAction::Send(_)
+                | DownAction::Heard { .. }
+                | DownAction::Online { .. }
+                | DownAction::NewEpoch { .. }
+        );
+        if !queues {
+            pipe.drain().await?;
+        }
         match action {
             DownAction::Send(frame) => writer.send(&frame).await.map_err(link_err)?,
             DownAction::BeginSnapshot(t) => {
@@ -320,7 +377,7 @@ async fn apply(
             DownAction::DropSnapshot => held.file = None,
             DownAction::Append { data, timestamp_us } => {
                 let n = data.len() as u64;
-                ctx.log.append_async(data, timestamp_us).await?;
+                pipe.push(data, timestamp_us).await?;
                 m.upstream_stream_bytes.inc_by(n);
                 m.link_stream_bytes
                     .with_label_values(&["upstream", "received"])
