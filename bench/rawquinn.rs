@@ -123,17 +123,24 @@ pub fn raw_quinn(
     })
 }
 
-/// Raw quinn through a wan-sim with `flags`: MB/s received over `window` (after the first byte).
+/// Raw quinn through a wan-sim with `flags`, congestion controller `cc` and the windows
+/// `link.window = link_window` gives an agent: MB/s received over `window` (after the first
+/// byte).
 pub fn raw_quinn_window(
     env: &Env,
     rt: &tokio::runtime::Runtime,
     window: Duration,
     flags: &[String],
     cc: &str,
+    link_window: u64,
 ) -> Result<f64> {
     rt.block_on(async move {
+        // As `link.window` sets them for an agent.
         let ts = TransportSettings {
             congestion: cc.parse().map_err(|e: String| anyhow!(e))?,
+            stream_window: link_window,
+            conn_window: link_window,
+            send_window: link_window,
             ..georelay::config::LinkSettings::default().transport
         };
         let pair = connect_pair(env, &ts, Some(flags), None).await?;

@@ -66,6 +66,8 @@ for tool in redis-server redis-cli redis-check-rdb promtool prometheus \
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 python3 -m kubernetes_validate --version >/dev/null 2>&1 || missing+=("kubernetes-validate (PyPI)")
+# tests/deploy.rs parses the manifests with PyYAML (a dependency of kubernetes-validate).
+python3 -c 'import yaml' >/dev/null 2>&1 || missing+=("PyYAML (PyPI, comes with kubernetes-validate)")
 [ "$(python3 -c 'import redis; print(redis.__version__)' 2>/dev/null)" = "$REDIS_PY_VERSION" ] \
   || missing+=("redis==$REDIS_PY_VERSION (PyPI)")
 if [ ${#missing[@]} -gt 0 ]; then

@@ -75,3 +75,46 @@ fn a_site_agent_on_a_redis70_cluster_applies_into_a_valkey91_cluster() {
     }
     dataset::assert_same(&origin_keys(), &cluster_keyspace(&target), 1000);
 }
+
+/// The known limitation is flagged, not silent: an origin reshard while applying from lanes
+/// (`MIGRATE` shows as `RESTORE-ASKING` on the destination lane, `DEL` on the source lane,
+/// applied unordered) is counted in `georelay_apply_errors_total{reason="origin_migration"}`
+/// and logged with the advice to resync the target.
+#[test]
+fn an_origin_reshard_while_applying_from_lanes_is_flagged() {
+    let origin = small_cluster(ServerKind::Redis70, 3);
+    let target = small_cluster(ServerKind::Redis70, 2);
+    let mut oc = ClusterClient::new(origin.masters());
+    for i in 0..2000 {
+        let f = oc.cmd(&["SET", &format!("k:{i}"), "v"]).expect("SET");
+        assert_eq!(support::frame_text(&f), "OK");
+    }
+    let seeds = vec![origin.live().next().expect("a node").addr()];
+    let site = Agent::start(&format!(
+        "{}{}",
+        cluster_util::cluster_agent_config(&seeds, cluster_util::free_port_block(3), 3, ""),
+        target_section(&target, "")
+    ));
+    wait_until(LONG, "three lane appliers stream", || {
+        all_streaming(&site, 3)
+    });
+    assert_eq!(
+        site.metric(
+            "georelay_apply_errors_total",
+            &[("reason", "origin_migration")]
+        ),
+        0.0
+    );
+    let m = origin.masters();
+    origin.reshard(m[0], m[1], 300);
+    site.wait_metric(
+        "georelay_apply_errors_total",
+        &[("reason", "origin_migration")],
+        LONG,
+        |v| v >= 1.0,
+    );
+    wait_until(LONG, "the log names the limitation", || {
+        site.log_text()
+            .contains("migrated into this lane's origin shard")
+    });
+}

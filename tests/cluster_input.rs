@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cluster_util::*;
-use support::{frame_text, http_get, start_replica, wait_until, Agent, Redis, ServerKind};
+use support::{frame_text, http_get, wait_until, Agent, Redis, ServerKind};
 
 /// The `/status` `cluster` row (null until the first discovery ran). An agent that does not
 /// answer, a body that is not JSON or a `cluster` that is neither fails the test.
@@ -114,23 +114,8 @@ fn unreachable_seeds_then_state_fail_then_uncovered_slots() {
         let r = cluster_row(agent.admin_port);
         r["state"] == "ok" && problems(&r).is_empty()
     });
-    let copies: Vec<(String, Redis)> = shards(agent.admin_port)
-        .iter()
-        .map(|l| {
-            let port = field_u64(l, "replica_port");
-            (
-                field_str(l, "name"),
-                start_replica(&format!("127.0.0.1:{port}"), &[]),
-            )
-        })
-        .collect();
-    let sources: Vec<(String, u16)> = ports
-        .iter()
-        .map(|p| {
-            let l = lane_by_master(agent.admin_port, *p).expect("a lane per master");
-            (field_str(&l, "name"), *p)
-        })
-        .collect();
+    let copies = replica_per_lane(agent.admin_port);
+    let sources = lane_sources(agent.admin_port, &ports);
     let copy_ports: Vec<(String, u16)> = copies.iter().map(|(n, r)| (n.clone(), r.port)).collect();
     let writer = Writer::start(ports.clone());
     writer.advance(300);

@@ -31,6 +31,12 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
     if let Some(bad) = ccs.iter().find(|c| !["cubic", "bbr"].contains(c)) {
         bail!("--set lossy.cc: unknown controller {bad} (cubic, bbr)");
     }
+    // The links' receive window (`link.window`) for agents and raw quinn alike: at 1–5% loss a
+    // lost packet holds the stream window until its retransmission arrives (~1.5 RTT), so the
+    // window, not the controller, bounds the rate near window ÷ (RTT + recovery).
+    let lwin: String = o.param("lossy.window", "16MiB".to_string())?;
+    let lwin_bytes = georelay::units::parse_size(&lwin)
+        .map_err(|e| anyhow::anyhow!("--set lossy.window={lwin}: {e}"))?;
     let mut cases: Vec<(f64, &str)> = Vec::new();
     for &cc in &ccs {
         let skip_clean = cc == "bbr" && ccs.contains(&"cubic");
@@ -41,6 +47,7 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
                 .map(|l| (*l, cc)),
         );
     }
+    res.note(sc, format!("windows in every case: `link.window = \"{lwin}\"` for the agents, the same stream, connection and send windows for raw quinn"));
     for run in 0..o.runs {
         for &(loss, cc) in &cases {
             eprintln!("lossy: run {}/{} loss {loss}% {cc}", run + 1, o.runs);
@@ -49,7 +56,8 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
                 flags.extend(["--loss".to_string(), format!("{loss}%")]);
             }
             let case = format!("agents, {loss}% loss, {cc}");
-            let link = format!("compression = \"none\"\ncongestion = \"{cc}\"");
+            let link =
+                format!("compression = \"none\"\ncongestion = \"{cc}\"\nwindow = \"{lwin}\"");
             let s = Setup::start(env, Topo::Agents, &link, Some(&flags))?;
             let (a, b, wan) = (
                 s.a.as_ref().unwrap(),
@@ -124,7 +132,7 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
             res.rec(sc, &case, LINK_RATE, "MB/s", link_rate);
             drop(s);
             let qcase = format!("raw quinn, same wan-sim, {loss}% loss, {cc}");
-            let q = raw_quinn_window(env, rt, window, &flags, cc)?;
+            let q = raw_quinn_window(env, rt, window, &flags, cc, lwin_bytes)?;
             res.rec(sc, &qcase, LINK_RATE, "MB/s", q);
             if loss > 0.0 {
                 let tcp = mathis_mb_s(loss);
@@ -185,7 +193,7 @@ fn targets(res: &Results) -> Vec<Target> {
 pub const SCENARIO: Scenario = Scenario {
     name: "lossy",
     title: "6. Lossy WAN (wan-sim, 25 ms each way = 50 ms RTT)",
-    how: "Agent chain through wan-sim with the given loss and congestion controller (`link.congestion`); `link.compression = \"none\"`. Idle lag: probes every 10 ms for 2 s. During the burst = far replica progress from the start of a 1 KB SET burst (`--lossy-mb`) until it caught up or one window (`--lossy-window`) after the burst, next to the origin's ingest rate: when the replica kept up, the origin was the limit, not the link. Saturated link rate = B's log progress over one window after an outage (cut with the outage file, a backlog written, restored), counted from the first byte; for raw quinn, one stream through an identical wan-sim with the same controller, over the same window. The lossy-WAN target and the ratio to a loss-based TCP flow's Mathis ceiling are read from that row. Controllers: `--set lossy.cc=cubic,bbr` (default; BBR only on the lossy cases then).",
+    how: "Agent chain through wan-sim with the given loss and congestion controller (`link.congestion`); `link.compression = \"none\"`. Idle lag: probes every 10 ms for 2 s. During the burst = far replica progress from the start of a 1 KB SET burst (`--lossy-mb`) until it caught up or one window (`--lossy-window`) after the burst, next to the origin's ingest rate: when the replica kept up, the origin was the limit, not the link. Saturated link rate = B's log progress over one window after an outage (cut with the outage file, a backlog written, restored), counted from the first byte; for raw quinn, one stream through an identical wan-sim with the same controller, over the same window. The lossy-WAN target and the ratio to a loss-based TCP flow's Mathis ceiling are read from that row. Controllers: `--set lossy.cc=cubic,bbr` (default; BBR only on the lossy cases then). Windows: `link.window = \"16MiB\"` for the agents and the same windows for raw quinn (`--set lossy.window=SIZE`; the product default is 8 MiB): at 1–5% loss a lost packet holds the stream window until its retransmission arrives, so the window bounds the rate near window ÷ (RTT + recovery), about 8 MiB ÷ 125 ms ≈ 67 MB/s at the default.",
     run,
     targets,
 };

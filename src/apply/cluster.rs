@@ -174,6 +174,14 @@ impl ClusterTarget {
         r
     }
 
+    /// Drops the connections to `addrs`, which still owe replies: read later, they would be
+    /// taken for the replies to other commands.
+    fn drop_owing<'a>(&mut self, addrs: impl Iterator<Item = &'a String>) {
+        for a in addrs {
+            self.conns.remove(a);
+        }
+    }
+
     fn owner(&self, slot: u16) -> Result<String, ApplyError> {
         self.map
             .owner(slot)
@@ -334,8 +342,25 @@ impl ClusterTarget {
             // Read every node's replies before giving up on a refusal, so each connection
             // stays in step.
             let mut refused = None;
+            // Every master's transactions go out before any reply is read, so the masters
+            // work on them at the same time.
+            let mut sent = Vec::with_capacity(by_node.len());
             for (addr, list) in &by_node {
-                let verdicts = self.on(addr, |c| send_txns(c, txns, list))?;
+                let (buf, bodies) = encode_txns(txns, list);
+                if let Err(e) = self.on(addr, |c| c.send(&buf)) {
+                    self.drop_owing(sent.iter().map(|s: &(&String, _, _)| s.0));
+                    return Err(e);
+                }
+                sent.push((addr, list, bodies));
+            }
+            for (n, (addr, list, bodies)) in sent.iter().enumerate() {
+                let verdicts = match self.on(addr, |c| read_txns(c, bodies)) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.drop_owing(sent[n + 1..].iter().map(|s| s.0));
+                        return Err(e);
+                    }
+                };
                 for ((i, _), v) in list.iter().zip(verdicts) {
                     match v {
                         Verdict::Applied { errors: e } => {
@@ -394,13 +419,9 @@ fn still_moving(slot: u16) -> ApplyError {
     }
 }
 
-/// Sends `[ASKING] MULTI cmds… SET ckpt EXEC` for each listed transaction in one write, then
-/// reads and judges the replies.
-fn send_txns(
-    c: &mut Conn,
-    txns: &[SlotTxn],
-    list: &[(usize, bool)],
-) -> Result<Vec<Verdict>, ApplyError> {
+/// `[ASKING] MULTI cmds… SET ckpt EXEC` for each listed transaction, as one write, and per
+/// transaction whether it asked and how many commands it holds (for [`read_txns`]).
+fn encode_txns(txns: &[SlotTxn], list: &[(usize, bool)]) -> (BytesMut, Vec<(bool, usize)>) {
     let mut buf = BytesMut::new();
     let mut bodies = Vec::with_capacity(list.len());
     for &(i, asking) in list {
@@ -419,9 +440,13 @@ fn send_txns(
         encode_body(&all, &mut buf);
         bodies.push((asking, all.len()));
     }
-    c.send(&buf)?;
-    let mut out = Vec::with_capacity(list.len());
-    for (asking, n) in bodies {
+    (buf, bodies)
+}
+
+/// Reads and judges the replies to what [`encode_txns`] encoded.
+fn read_txns(c: &mut Conn, bodies: &[(bool, usize)]) -> Result<Vec<Verdict>, ApplyError> {
+    let mut out = Vec::with_capacity(bodies.len());
+    for &(asking, n) in bodies {
         if asking {
             c.read()?;
         }

@@ -41,6 +41,7 @@ pub(super) fn follow(s: &mut impl Sink, from: u64) -> Result<(), ApplyError> {
         r.error.clear();
     });
     let mut applied = from.saturating_sub(1);
+    let mut last_warning: Option<std::time::Instant> = None;
     while !ctx.stopping() {
         head.borrow_and_update();
         while batcher.pending() < MAX_BATCH_COMMANDS && batcher.pending_bytes() < MAX_BATCH_BYTES {
@@ -52,6 +53,9 @@ pub(super) fn follow(s: &mut impl Sink, from: u64) -> Result<(), ApplyError> {
         if let Some(batch) = batcher.take() {
             applied = batch.end;
             s.apply(batch)?;
+            if let Some(i) = batcher.take_imports() {
+                warn_migration(ctx, &i, &mut last_warning);
+            }
             continue;
         }
         if batcher.pending() >= MAX_BATCH_COMMANDS || batcher.pending_bytes() >= MAX_BATCH_BYTES {
@@ -151,6 +155,28 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// An origin slot migration seen by a lane applier: counted (`origin_migration`) and logged
+/// at most every 10 s. The source lane's `DEL` of a migrated key is not ordered with this
+/// lane's `RESTORE` of it, so the key may be lost in the target (README, "From lanes").
+fn warn_migration(
+    ctx: &super::ApplyCtx,
+    i: &super::stream::Imports,
+    last: &mut Option<std::time::Instant>,
+) {
+    if ctx.lane == super::MAIN_LANE {
+        return;
+    }
+    ctx.metrics
+        .errors
+        .with_label_values(&["origin_migration"])
+        .inc_by(i.count);
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    tracing::warn!(lane = %ctx.lane, offset = i.first_offset, "apply: {} key(s) migrated into this lane's origin shard (RESTORE-ASKING of {:?} first): lanes are applied unordered, so the source lane's DEL may remove them from the target; resync the target after an origin reshard (README, \"From lanes\")", i.count, String::from_utf8_lossy(&i.first_key));
 }
 
 fn name(args: &[Bytes]) -> String {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::MetricsError;
 
 /// Every `reason` of `georelay_apply_errors_total`.
-pub const REASONS: [&str; 13] = [
+pub const REASONS: [&str; 14] = [
     "target_down",
     "readonly",
     "oom",
@@ -23,6 +23,7 @@ pub const REASONS: [&str; 13] = [
     "redirect",
     "stopped",
     "module",
+    "origin_migration",
 ];
 
 #[derive(Clone)]

@@ -54,6 +54,17 @@ pub struct Batcher {
     /// Ops and end of the prefix of `ops` that lies outside any source transaction.
     safe: usize,
     safe_end: Option<u64>,
+    /// `RESTORE-ASKING`s parsed since the last [`take_imports`](Self::take_imports): keys an
+    /// origin slot migration moved into this lane's shard.
+    imports: Option<Imports>,
+}
+
+/// Keys migrated into the lane's origin shard: how many, and the first one with its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imports {
+    pub count: u64,
+    pub first_key: Bytes,
+    pub first_offset: u64,
 }
 
 impl Batcher {
@@ -75,7 +86,13 @@ impl Batcher {
             bytes: 0,
             safe: 0,
             safe_end: None,
+            imports: None,
         }
+    }
+
+    /// The `RESTORE-ASKING`s (origin slot migrations) parsed since the last call.
+    pub fn take_imports(&mut self) -> Option<Imports> {
+        self.imports.take()
     }
 
     /// Origin offset of the next byte expected.
@@ -153,6 +170,13 @@ impl Batcher {
             _ => {
                 if name.as_slice() == b"RESTORE-ASKING" {
                     args[0] = Bytes::from_static(b"RESTORE");
+                    let key = args.get(1).cloned().unwrap_or_default();
+                    let i = self.imports.get_or_insert(Imports {
+                        count: 0,
+                        first_key: key,
+                        first_offset: end,
+                    });
+                    i.count += 1;
                 }
                 self.bytes += args.iter().map(|a| a.len() + 8).sum::<usize>();
                 self.ops.push(Op::Cmd { args, end });
@@ -327,5 +351,17 @@ mod tests {
         let mut b = Batcher::new(1, same_db);
         b.feed(1, &data).unwrap();
         assert_eq!(names(&b.take().unwrap()), ["RESTORE"]);
+        assert_eq!(
+            b.take_imports(),
+            Some(Imports {
+                count: 1,
+                first_key: Bytes::from_static(b"k"),
+                first_offset: data.len() as u64,
+            })
+        );
+        assert_eq!(b.take_imports(), None);
+        let more = cmds(&[&["SET", "a", "1"]]);
+        b.feed(1 + data.len() as u64, &more).unwrap();
+        assert_eq!(b.take_imports(), None, "only RESTORE-ASKING counts");
     }
 }

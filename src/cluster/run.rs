@@ -171,6 +171,8 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
         state: "discovering".into(),
         ..Default::default()
     });
+    // The lanes of an earlier run serve their logs from the start, whatever discovery finds.
+    start_taken(&ctx, &reg, ports, &[]).await;
     let mut reconnects: HashMap<String, u64> = HashMap::new();
     let mut ticker = tokio::time::interval(cl.refresh);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,6 +260,37 @@ fn update_health(ctx: &ClusterCtx) {
     ctx.health.log_writable.store(writable, Relaxed);
 }
 
+/// Starts the lanes this agent takes and does not run yet (new ones, or every lane of the
+/// registry at boot, before any topology read: a lane serves what its log holds, and waits,
+/// even while no seed answers or the seeds are not cluster nodes). `created` are the lanes the
+/// last pass created (a missing port is then an error worth logging).
+async fn start_taken(ctx: &ClusterCtx, reg: &Registry, ports: PortRange, created: &[usize]) {
+    for (li, rec) in reg.lanes.iter().enumerate() {
+        if !rec.taken || rec.retired || ctx.lanes.get(&rec.name).is_some() {
+            continue;
+        }
+        let Some(port) = rec.port else {
+            if created.contains(&li) {
+                tracing::error!(lane = %rec.name, "listen.shard_ports {}-{} has no port left for lane {} ({}); widen the range", ports.first, ports.last, rec.name, rec.alias);
+            }
+            continue;
+        };
+        match Lane::start(&ctx.cfg, rec, port, &ctx.metrics).await {
+            Ok(lane) => {
+                ctx.serve.insert(
+                    &lane.name,
+                    peers::Lane {
+                        log: lane.log.clone(),
+                        peers: lane.peers.clone(),
+                    },
+                );
+                ctx.lanes.push(lane);
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}
+
 /// Brings the lanes in line with one discovery pass; returns what was wrong with it.
 async fn apply(
     ctx: &ClusterCtx,
@@ -294,31 +327,7 @@ async fn apply(
         .map(|l| (l.name.clone(), l.log.history().1))
         .collect();
     let a = registry::assign(reg, &d.seen, &history, cl.lanes, ports);
-    // Start the lanes this agent takes and does not run yet (new, or after a restart).
-    for (li, rec) in reg.lanes.iter().enumerate() {
-        if !rec.taken || rec.retired || ctx.lanes.get(&rec.name).is_some() {
-            continue;
-        }
-        let Some(port) = rec.port else {
-            if a.created.contains(&li) {
-                tracing::error!(lane = %rec.name, "listen.shard_ports {}-{} has no port left for lane {} ({}); widen the range", ports.first, ports.last, rec.name, rec.alias);
-            }
-            continue;
-        };
-        match Lane::start(&ctx.cfg, rec, port, &ctx.metrics).await {
-            Ok(lane) => {
-                ctx.serve.insert(
-                    &lane.name,
-                    peers::Lane {
-                        log: lane.log.clone(),
-                        peers: lane.peers.clone(),
-                    },
-                );
-                ctx.lanes.push(lane);
-            }
-            Err(e) => tracing::error!("{e}"),
-        }
-    }
+    start_taken(ctx, reg, ports, &a.created).await;
     for (li, rec) in reg.lanes.iter_mut().enumerate() {
         let Some(lane) = ctx.lanes.get(&rec.name) else {
             continue;

@@ -1,4 +1,4 @@
-//! Loopback tests of the QUIC endpoints: mutual TLS accepted, and every kind of stranger refused.
+//! Loopback tests of the QUIC endpoints: mutual TLS accepted, every kind of stranger refused, and a stalled lane stream that does not block another.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -319,4 +319,76 @@ async fn missing_pem_files_are_named() {
     let f = files(&p.ours, "nobody");
     let err = client_endpoint(&f, &t).unwrap_err();
     assert!(err.to_string().contains("nobody.pem"), "{err}");
+}
+
+/// Per-lane flow control: one lane's stream whose reader has stopped (its whole stream window
+/// in flight and unread, as a lane catching up against a slow consumer) does not hold back
+/// another lane's stream on the same connection, even when the configured connection-wide
+/// windows are no larger than one stream's.
+#[tokio::test]
+async fn a_stalled_lane_does_not_block_another_lane() {
+    let p = pki();
+    let mut t = crate::config::LinkSettings::default().transport;
+    let window = 256 * 1024;
+    (t.stream_window, t.conn_window, t.send_window) = (window, window, window);
+    let server_ep = server_endpoint(
+        "127.0.0.1:0".parse().unwrap(),
+        &files(&p.ours, "server"),
+        &t,
+    )
+    .unwrap();
+    let addr = server_ep.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let conn = accept(server_ep.accept().await.ok_or("endpoint closed")?).await?;
+        // Lane 1: accepted, never read.
+        let (_s1, _r1) = conn.accept_bi().await?;
+        // Lane 2: read to the end.
+        let (_s2, mut r2) = conn.accept_bi().await?;
+        let got = r2.read_to_end(1 << 20).await?;
+        // The connection (and lane 1, unread) stays open until the test is done.
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((got, conn, _s1, _r1))
+    });
+    let client_ep = client_endpoint(&files(&p.ours, "client"), &t).unwrap();
+    let conn = timeout(DEADLINE, connect(&client_ep, addr, "server"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut s1, _r1) = conn.open_bi().await.unwrap();
+    let backlog = tokio::spawn(async move {
+        // Four windows: the write blocks once the stalled reader's window is full.
+        let _ = s1.write_all(&vec![b'a'; 4 * window as usize]).await;
+        s1
+    });
+    // Lane 1 is blocked by flow control (its stream's window, or the connection's).
+    timeout(DEADLINE, async {
+        loop {
+            let f = conn.stats().frame_tx;
+            if f.stream_data_blocked + f.data_blocked > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("lane 1 fills its window");
+    let (mut s2, _r2) = conn.open_bi().await.unwrap();
+    let trickle = b"a trickle on lane 2".to_vec();
+    timeout(DEADLINE, s2.write_all(&trickle))
+        .await
+        .expect("lane 2 is not held back by lane 1")
+        .unwrap();
+    s2.finish().unwrap();
+    let (got, _server_conn, _s1, _r1) = timeout(DEADLINE, server)
+        .await
+        .expect("lane 2 arrives while lane 1 stays stalled")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, trickle);
+    assert!(!backlog.is_finished(), "lane 1 is still stalled");
+    let f = conn.stats().frame_tx;
+    assert_eq!(
+        f.data_blocked, 0,
+        "the connection-wide window never ran out"
+    );
+    conn.close(0u32.into(), b"done");
 }

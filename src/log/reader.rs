@@ -68,6 +68,10 @@ struct Cursor {
     cached: Option<Cached>,
     /// The result of the last pool read, not yet taken.
     ready: Option<Read>,
+    /// A read that failed after good records were returned: (segment first, pos, record
+    /// offset, error). The next read at that record reports it instead of trying again, so a
+    /// read error is treated as an unreadable range whether or not it ended a chunk.
+    failed: Option<(u64, u64, u64, String)>,
 }
 
 fn lock(c: &Mutex<Cursor>) -> MutexGuard<'_, Cursor> {
@@ -168,6 +172,7 @@ impl Log {
                 hint: None,
                 cached: None,
                 ready: None,
+                failed: None,
             })),
             inflight: None,
         })
@@ -353,6 +358,14 @@ impl Cursor {
         };
         let want = (max + HEADER_LEN).max(64 * 1024) as u64;
         let (mut pos, mut rec, mut cur) = (plan.pos, plan.rec, self.cursor);
+        if let Some((.., e)) = self
+            .failed
+            .take()
+            .filter(|f| (f.0, f.1, f.2) == (plan.seg_first, pos, rec))
+        {
+            tracing::error!(path = %plan.path.display(), offset = rec, error = %e, "read error in a log segment; its range is treated as unreadable");
+            return Err(self.corrupt(plan, pos, rec, None));
+        }
         let mut block = None;
         let mut parts: Vec<Chunk> = Vec::new();
         let mut got = 0usize;
@@ -426,8 +439,12 @@ impl Cursor {
                 rec = h.end_offset();
             }
         }
-        if let (true, Some(e)) = (parts.is_empty(), &read_error) {
-            tracing::error!(path = %plan.path.display(), offset = rec, error = %e, "read error in a log segment; its range is treated as unreadable");
+        match (parts.is_empty(), &read_error) {
+            (true, Some(e)) => {
+                tracing::error!(path = %plan.path.display(), offset = rec, error = %e, "read error in a log segment; its range is treated as unreadable");
+            }
+            (false, Some(e)) => self.failed = Some((plan.seg_first, pos, rec, e.to_string())),
+            _ => {}
         }
         if parts.is_empty() {
             // Either a bad record or a read error at the cursor, or no record holds the cursor.

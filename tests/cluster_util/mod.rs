@@ -305,7 +305,7 @@ pub fn keyspace(port: u16) -> BTreeMap<String, String> {
         cursor = frame_text(&parts[0]);
         let keys: Vec<String> = match &parts[1] {
             Frame::Array(k) => k.iter().map(frame_text).collect(),
-            _ => vec![],
+            other => panic!("SCAN on {port}: the keys are not an array: {other:?}"),
         };
         for k in keys {
             out.insert(k.clone(), c.cmd_str(&["GET", &k]));
@@ -595,6 +595,33 @@ impl Cluster {
         );
         self.wait_ok();
     }
+}
+
+/// One standalone replica per lane of the agent on `admin`, attached to the lane's
+/// `replica_port`: (lane name, replica).
+pub fn replica_per_lane(admin: u16) -> Vec<(String, Redis)> {
+    shards(admin)
+        .iter()
+        .map(|l| {
+            let port = field_u64(l, "replica_port");
+            (
+                field_str(l, "name"),
+                crate::support::start_replica(&format!("127.0.0.1:{port}"), &[]),
+            )
+        })
+        .collect()
+}
+
+/// (lane name, master port) for each master in `masters`: the lane that streams from it.
+pub fn lane_sources(admin: u16, masters: &[u16]) -> Vec<(String, u16)> {
+    masters
+        .iter()
+        .map(|p| {
+            let l = lane_by_master(admin, *p)
+                .unwrap_or_else(|| panic!("no lane streams from master {p}"));
+            (field_str(&l, "name"), *p)
+        })
+        .collect()
 }
 
 /// The number of slots in a `/status` row's `slots` (`[[first, last], …]`).

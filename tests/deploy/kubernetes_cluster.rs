@@ -13,9 +13,16 @@ use serde_json::Value;
 
 use crate::support::prom::{repo_root, require, run, run_ok};
 
-/// Every YAML document of `file`, as JSON (PyYAML, which kubernetes-validate depends on).
+/// Every YAML document of `file`, as JSON (PyYAML, which kubernetes-validate depends on; a
+/// missing PyYAML fails here, scripts/install-deps.sh installs it).
 fn documents(file: &Path) -> Vec<Value> {
     require("python3", "Debian package `python3`");
+    let probe = run(Command::new("python3").args(["-c", "import yaml"]));
+    assert!(
+        probe.status.success(),
+        "PyYAML is not installed for python3; run scripts/install-deps.sh (it comes with \
+         kubernetes-validate)"
+    );
     let out = run_ok(Command::new("python3").arg("-c").arg(
         "import json, sys, yaml\nprint(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
     ).arg(file));
@@ -178,6 +185,38 @@ fn start_as(data: &Value, hostname: &str, dir: &Path, certs: &Path) -> (bool, St
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), output, config)
+}
+
+#[test]
+fn every_kubernetes_manifest_document_parses() {
+    let dir = repo_root().join("deploy/kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read deploy/kubernetes")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "namespace, site, region and the cluster pair: {files:?}"
+    );
+    let mut kinds = std::collections::BTreeSet::new();
+    for f in &files {
+        let docs = documents(f);
+        assert!(!docs.is_empty(), "{}: no document", f.display());
+        for d in &docs {
+            assert!(
+                d["apiVersion"].is_string() && d["metadata"]["name"].is_string(),
+                "{}: a document without apiVersion or metadata.name: {d}",
+                f.display()
+            );
+            kinds.insert(text(&d["kind"], "kind").to_string());
+        }
+    }
+    for k in ["Namespace", "ConfigMap", "Secret", "StatefulSet", "Service"] {
+        assert!(kinds.contains(k), "no {k} in deploy/kubernetes: {kinds:?}");
+    }
 }
 
 #[test]
