@@ -72,6 +72,17 @@ impl<'a> ClusterSink<'a> {
 
     /// A keyless command on every master (or one), as a barrier.
     fn barrier(&mut self, kind: Keyless, cmd: &[Bytes], at: u64) -> Result<(), ApplyError> {
+        let flush = cmd.first().is_some_and(|n| {
+            n.eq_ignore_ascii_case(b"FLUSHALL") || n.eq_ignore_ascii_case(b"FLUSHDB")
+        });
+        if flush {
+            if let Some(slots) = self.lane_slots()? {
+                // A FLUSHALL/FLUSHDB on one origin shard emptied that shard's slots only.
+                let n = self.t.delete_in(&slots)?;
+                tracing::info!(lane = %self.ctx.lane, offset = at, keys = n, "apply: {} of one origin shard: emptied this lane's slots in the target", cmd_name(cmd));
+                return Ok(());
+            }
+        }
         let replies = match kind {
             Keyless::AllMasters => self.t.on_masters(cmd)?,
             Keyless::OneMaster => {
@@ -107,6 +118,25 @@ impl<'a> ClusterSink<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The slots of this lane when it is one lane of several (a cluster origin), as the
+    /// origin's slot map has them now; `None` for a standalone origin (one lane owns all).
+    fn lane_slots(&self) -> Result<Option<Vec<u16>>, ApplyError> {
+        let Some(map) = &self.ctx.slots else {
+            return Ok(None);
+        };
+        let slots: Option<Vec<u16>> = map.borrow().as_ref().and_then(|m| {
+            m.lane(&self.ctx.lane)
+                .map(|l| l.ranges.iter().flat_map(|r| r.first..=r.last).collect())
+        });
+        match slots {
+            Some(s) => Ok(Some(s)),
+            None => Err(ApplyError::Refused {
+                reason: "busy",
+                message: format!("lane {} is not in the slot map yet", self.ctx.lane),
+            }),
+        }
     }
 
     fn count_error(&self, reason: &str) {
@@ -182,7 +212,14 @@ impl Sink for ClusterSink<'_> {
     }
 
     fn flush_target(&mut self, marker: &Checkpoint) -> Result<(), ApplyError> {
-        self.barrier(Keyless::AllMasters, &[Bytes::from_static(b"FLUSHALL")], 0)?;
+        if let Some(slots) = self.lane_slots()? {
+            // One lane of several: empty this lane's slots only; the others hold other lanes'
+            // data.
+            let n = self.t.delete_in(&slots)?;
+            tracing::info!(lane = %self.ctx.lane, keys = n, slots = slots.len(), "apply: emptied this lane's slots in the target");
+        } else {
+            self.barrier(Keyless::AllMasters, &[Bytes::from_static(b"FLUSHALL")], 0)?;
+        }
         self.applied.iter_mut().for_each(|a| *a = 0);
         self.floor = 0;
         self.set_floor(marker)
@@ -325,18 +362,8 @@ impl Sink for ClusterSink<'_> {
     }
 
     fn data_keys(&mut self, has_ckpt: bool) -> Result<u64, ApplyError> {
-        if let Some(map) = &self.ctx.slots {
+        if let Some(slots) = self.lane_slots()? {
             // One lane of several: only this lane's slots count (the others fill the rest).
-            let slots: Option<Vec<u16>> = map.borrow().as_ref().and_then(|m| {
-                m.lane(&self.ctx.lane)
-                    .map(|l| l.ranges.iter().flat_map(|r| r.first..=r.last).collect())
-            });
-            let Some(slots) = slots else {
-                return Err(ApplyError::Refused {
-                    reason: "busy",
-                    message: format!("lane {} is not in the slot map yet", self.ctx.lane),
-                });
-            };
             return self.t.data_keys_in(&slots);
         }
         let mut keys = 0;

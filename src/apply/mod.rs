@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod cluster;
+mod cluster_flush;
 mod cluster_sink;
 pub mod conn;
 mod follow;
