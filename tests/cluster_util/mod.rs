@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use georelay::resp::Frame;
 
-use crate::support::{frame_text, free_port, http_get, wait_until, Client, Redis, ServerKind};
+use crate::support::{frame_text, http_get, wait_until, Client, Redis, ServerKind};
 
 pub struct Cluster {
     pub nodes: Vec<Option<Redis>>,
