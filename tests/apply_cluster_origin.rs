@@ -82,22 +82,7 @@ fn a_site_agent_on_a_redis70_cluster_applies_into_a_valkey91_cluster() {
 /// and logged with the advice to resync the target.
 #[test]
 fn an_origin_reshard_while_applying_from_lanes_is_flagged() {
-    let origin = small_cluster(ServerKind::Redis70, 3);
-    let target = small_cluster(ServerKind::Redis70, 2);
-    let mut oc = ClusterClient::new(origin.masters());
-    for i in 0..2000 {
-        let f = oc.cmd(&["SET", &format!("k:{i}"), "v"]).expect("SET");
-        assert_eq!(support::frame_text(&f), "OK");
-    }
-    let seeds = vec![origin.live().next().expect("a node").addr()];
-    let site = Agent::start(&format!(
-        "{}{}",
-        cluster_util::cluster_agent_config(&seeds, cluster_util::free_port_block(3), 3, ""),
-        target_section(&target, "")
-    ));
-    wait_until(LONG, "three lane appliers stream", || {
-        all_streaming(&site, 3)
-    });
+    let (origin, _target, _oc, site) = applying_from_lanes(2000);
     assert_eq!(
         site.metric(
             "georelay_apply_errors_total",
@@ -123,22 +108,7 @@ fn an_origin_reshard_while_applying_from_lanes_is_flagged() {
 /// slots in the target: the other lanes' keys stay, and the target still equals the origin.
 #[test]
 fn a_flushall_on_one_origin_shard_empties_only_its_lanes_slots() {
-    let origin = small_cluster(ServerKind::Redis70, 3);
-    let target = small_cluster(ServerKind::Redis70, 2);
-    let mut oc = ClusterClient::new(origin.masters());
-    for i in 0..1500 {
-        let f = oc.cmd(&["SET", &format!("k:{i}"), "v"]).expect("SET");
-        assert_eq!(support::frame_text(&f), "OK");
-    }
-    let seeds = vec![origin.live().next().expect("a node").addr()];
-    let site = Agent::start(&format!(
-        "{}{}",
-        cluster_util::cluster_agent_config(&seeds, cluster_util::free_port_block(3), 3, ""),
-        target_section(&target, "")
-    ));
-    wait_until(LONG, "three lane appliers stream", || {
-        all_streaming(&site, 3)
-    });
+    let (origin, target, mut oc, _site) = applying_from_lanes(1500);
     let before = cluster_origin_keys(&origin);
     wait_until(LONG, "the target holds every origin key", || {
         cluster_keyspace(&target).keys().eq(before.keys())
@@ -189,4 +159,33 @@ fn a_flushall_on_one_origin_shard_empties_only_its_lanes_slots() {
         || cluster_keyspace(&target).keys().eq(want.keys()),
     );
     dataset::assert_same(&want, &cluster_keyspace(&target), 1000);
+}
+
+/// A 3-master Redis 7.0 origin holding `keys` SETs, a 2-master Redis 7.0 target, and a site
+/// agent with `upstream.cluster` and `[target]` whose three lane appliers stream.
+fn applying_from_lanes(
+    keys: u32,
+) -> (
+    cluster_util::Cluster,
+    cluster_util::Cluster,
+    ClusterClient,
+    Agent,
+) {
+    let origin = small_cluster(ServerKind::Redis70, 3);
+    let target = small_cluster(ServerKind::Redis70, 2);
+    let mut oc = ClusterClient::new(origin.masters());
+    for i in 0..keys {
+        let f = oc.cmd(&["SET", &format!("k:{i}"), "v"]).expect("SET");
+        assert_eq!(support::frame_text(&f), "OK");
+    }
+    let seeds = vec![origin.live().next().expect("a node").addr()];
+    let site = Agent::start(&format!(
+        "{}{}",
+        cluster_util::cluster_agent_config(&seeds, cluster_util::free_port_block(3), 3, ""),
+        target_section(&target, "")
+    ));
+    wait_until(LONG, "three lane appliers stream", || {
+        all_streaming(&site, 3)
+    });
+    (origin, target, oc, site)
 }
