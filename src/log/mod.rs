@@ -11,6 +11,7 @@
 //! Lifetimes: the directory lock and the sync thread live as long as any [`Log`] clone or
 //! [`LogReader`] exists; dropping the last one runs a final fsync pass and stops the thread.
 
+mod blocks;
 mod fsutil;
 mod io;
 mod reader;

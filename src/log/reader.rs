@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use super::blocks::Blocks;
 use super::fsutil::{drop_page_cache, io_err};
 use super::record::{self, Decoded, RecordHeader, HEADER_LEN};
-use super::segment::{read_at_most, read_new_at, IndexEntry};
+use super::segment::{read_at_most, IndexEntry};
 use super::{Inner, Log, LogError, Shared};
 
 /// Bytes of the log starting at `offset`.
@@ -44,7 +45,8 @@ struct Cached {
     payload: Bytes,
 }
 
-/// A cursor over the log. Memory: one read block (≈ max(max, 64 KiB)) plus one record.
+/// A cursor over the log. Memory: one read block (≈ max(max, 64 KiB)) plus one record, and
+/// the blocks it keeps for reuse ([`Blocks`]).
 pub struct LogReader {
     head_rx: watch::Receiver<u64>,
     /// Next offset to return (the cursor may be ahead of it by a read not yet taken).
@@ -72,6 +74,7 @@ struct Cursor {
     /// offset, error). The next read at that record reports it instead of trying again, so a
     /// read error is treated as an unreadable range whether or not it ended a chunk.
     failed: Option<(u64, u64, u64, String)>,
+    blocks: Blocks,
 }
 
 fn lock(c: &Mutex<Cursor>) -> MutexGuard<'_, Cursor> {
@@ -173,6 +176,7 @@ impl Log {
                 cached: None,
                 ready: None,
                 failed: None,
+                blocks: Blocks::default(),
             })),
             inflight: None,
         })
@@ -199,6 +203,7 @@ pub fn join_pieces(mut parts: Vec<Chunk>) -> Chunk {
 /// Bytes `[pos, pos+n)` from `block`, reading a new block of ≥ `want` bytes if needed.
 /// `None` if the range is not within `limit` or the file is shorter than expected.
 fn fetch(
+    blocks: &mut Blocks,
     block: &mut Option<(u64, Bytes)>,
     file: &File,
     plan: &Plan,
@@ -219,11 +224,11 @@ fn fetch(
     if crate::failpoint::hit("read") {
         return Err(crate::failpoint::io_error("read"));
     }
-    // Read into fresh, unzeroed memory: zeroing a 1 MiB block before `pread` overwrites it
-    // cost as much CPU as the CRC check.
-    let buf = read_new_at(file, len as usize, pos)?;
-    let got = buf.len();
-    let data = Bytes::from(buf);
+    // Into a block of an earlier read once quinn has let go of it, never zeroed first: zeroing
+    // 1 MiB before `pread` overwrites it, or faulting in fresh pages the kernel zeroes, cost as
+    // much CPU as the CRC check.
+    let data = blocks.read(file, len as usize, want as usize, pos)?;
+    let got = data.len();
     if (got as u64) < n {
         return Ok(None);
     }
@@ -382,7 +387,15 @@ impl Cursor {
             let (h, payload) = match cached {
                 Some(c) => (c.header, c.payload.clone()),
                 None => {
-                    let hdr = match fetch(&mut block, file, plan, pos, HEADER_LEN as u64, want) {
+                    let hdr = match fetch(
+                        &mut self.blocks,
+                        &mut block,
+                        file,
+                        plan,
+                        pos,
+                        HEADER_LEN as u64,
+                        want,
+                    ) {
                         Ok(h) => h,
                         Err(e) => {
                             read_error = Some(e);
@@ -402,7 +415,15 @@ impl Cursor {
                         rec = h.end_offset();
                         continue;
                     }
-                    let whole = match fetch(&mut block, file, plan, pos, h.total_len(), want) {
+                    let whole = match fetch(
+                        &mut self.blocks,
+                        &mut block,
+                        file,
+                        plan,
+                        pos,
+                        h.total_len(),
+                        want,
+                    ) {
                         Ok(w) => w,
                         Err(e) => {
                             read_error = Some(e);

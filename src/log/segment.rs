@@ -281,18 +281,24 @@ fn start_writeback(file: &File, before: u64, after: u64) {
     let _ = file;
 }
 
-/// Up to `len` bytes at `pos` into a new buffer that is never zeroed first (fewer if the file
-/// ends first).
+/// Appends up to `len` bytes at `pos` to `buf`, reading into its spare capacity, which is never
+/// zeroed first (fewer bytes if the file ends first).
 #[allow(unsafe_code)]
-pub(crate) fn read_new_at(file: &File, len: usize, pos: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_into_spare(
+    file: &File,
+    buf: &mut bytes::BytesMut,
+    len: usize,
+    pos: u64,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let done = buf.len();
+    buf.reserve(len);
+    let start = buf.len();
+    while buf.len() - start < len {
+        let done = buf.len() - start;
         let at = libc::off_t::try_from(pos + done as u64)
             .map_err(|_| std::io::Error::other("segment position out of range"))?;
         let spare = &mut buf.spare_capacity_mut()[..len - done];
-        // SAFETY: `pread` writes at most `spare.len()` bytes into the vector's spare capacity,
+        // SAFETY: `pread` writes at most `spare.len()` bytes into the buffer's spare capacity,
         // which it owns and which outlives the call.
         let n = unsafe {
             libc::pread(
@@ -309,9 +315,9 @@ pub(crate) fn read_new_at(file: &File, len: usize, pos: u64) -> std::io::Result<
             break;
         }
         // SAFETY: the kernel initialised the first `n` (≤ spare.len()) bytes past the length.
-        unsafe { buf.set_len(done + n) };
+        unsafe { buf.set_len(buf.len() + n) };
     }
-    Ok(buf)
+    Ok(())
 }
 
 pub(crate) fn read_at_most(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
