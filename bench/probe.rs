@@ -20,6 +20,24 @@ pub fn is_timeout(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Reads the pub/sub messages of `sub` (subscribed, with a read timeout) until `done` or a
+/// read error other than that timeout, giving `on` each payload and when it arrived (ns).
+pub fn read_messages(sub: &mut Client, done: &AtomicBool, mut on: impl FnMut(&str, u128)) {
+    while !done.load(Ordering::Relaxed) {
+        match sub.read_frame() {
+            Ok(Frame::Array(items)) => {
+                let now = now_ns();
+                if let Some(Frame::Bulk(p)) = items.get(2) {
+                    on(&String::from_utf8_lossy(p), now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
 /// PUBLISH on the origin every `every`, SUBSCRIBE on the far replica; lag per message.
 pub struct Prober {
     pub stop: Arc<AtomicBool>,
@@ -53,24 +71,12 @@ impl Prober {
         let dn = done.clone();
         let subscriber = std::thread::spawn(move || {
             let mut got = Vec::new();
-            while !dn.load(Ordering::Relaxed) {
-                match sub.read_frame() {
-                    Ok(Frame::Array(items)) => {
-                        let now = now_ns();
-                        if let Some(Frame::Bulk(p)) = items.get(2) {
-                            let s = String::from_utf8_lossy(p);
-                            if let Some((seq, t)) = s.split_once(':') {
-                                let (seq, t): (u64, u128) =
-                                    (seq.parse().unwrap_or(0), t.parse().unwrap_or(0));
-                                got.push((seq, (now - t) as f64 / 1e6));
-                            }
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) if crate::probe::is_timeout(&e) => {}
-                    Err(_) => break,
+            read_messages(&mut sub, &dn, |s, now| {
+                if let Some((seq, t)) = s.split_once(':') {
+                    let (seq, t): (u64, u128) = (seq.parse().unwrap_or(0), t.parse().unwrap_or(0));
+                    got.push((seq, (now - t) as f64 / 1e6));
                 }
-            }
+            });
             got
         });
         Ok(Prober {

@@ -131,3 +131,31 @@ fn redis70_into_a_redis62_cluster_target_is_exact() {
     wait_applied(&agent, &origin);
     resume::assert_nothing_reapplied(&agent, "main");
 }
+
+#[test]
+fn a_target_replica_that_cannot_acknowledge_is_counted_and_the_applier_goes_on() {
+    let origin = Redis::start(&[]);
+    let target = Cluster::start(ServerKind::Redis70, 3);
+    support::load::write_sets(origin.port, 300, 32, "before");
+    let agent = Agent::start(&agent_config(&origin.addr(), &target_section(&target, "")));
+    wait_applied(&agent, &origin);
+    let unreplicated =
+        || agent.metric("georelay_apply_errors_total", &[("reason", "unreplicated")]);
+    // Every master's replica acknowledged the full sync and the stream so far.
+    assert_eq!(unreplicated(), 0.0);
+
+    // One master's replica stops: its WAIT times out, the lane goes on and says so.
+    let masters = target.masters();
+    let pid = target.pid(target.replica_of(masters[0]));
+    cluster_util::signal_pid(pid, "STOP");
+    support::load::write_sets(origin.port, 300, 32, "during");
+    wait_applied(&agent, &origin);
+    let counted = unreplicated();
+    cluster_util::signal_pid(pid, "CONT");
+    assert!(
+        counted >= 1.0,
+        "the stopped replica's master was never found unreplicated"
+    );
+
+    dataset::assert_same(&origin_keys(&origin), &cluster_keyspace(&target), 1000);
+}

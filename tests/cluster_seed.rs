@@ -11,20 +11,10 @@ mod cluster_util;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use cluster_util::*;
-use support::{frame_text, http_get, wait_until, Agent, Redis, ServerKind};
-
-/// The `/status` `cluster` row (null until the first discovery pass).
-fn cluster_row(admin: u16) -> serde_json::Value {
-    let (_, body) =
-        http_get(admin, "/status").unwrap_or_else(|| panic!("GET /status on {admin}: no answer"));
-    let v: serde_json::Value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("/status on {admin} is not JSON ({e}): {body}"));
-    v["cluster"].clone()
-}
+use support::{frame_text, wait_until, Agent, Redis, ServerKind};
 
 fn heads(admin: u16) -> BTreeMap<String, u64> {
     shards(admin)
@@ -41,15 +31,6 @@ fn syncs(agent: &Agent, lane: &str) -> (f64, f64) {
     )
 }
 
-const NODE_ARGS: [&str; 6] = [
-    "--cluster-enabled",
-    "yes",
-    "--cluster-config-file",
-    "nodes.conf",
-    "--cluster-node-timeout",
-    "2000",
-];
-
 #[test]
 fn a_seed_that_leaves_cluster_mode_leaves_the_lanes_as_they_are() {
     // Three masters and, on the block's 4th port, an empty master: the agent's only seed.
@@ -58,20 +39,7 @@ fn a_seed_that_leaves_cluster_mode_leaves_the_lanes_as_they_are() {
     let cluster = Cluster::start_with(ServerKind::Redis70, 3, 0, Some(&ports), &[]);
     let seed_port = base + 3;
     let mut seed = Redis::start_kind_on(ServerKind::Redis70, seed_port, &NODE_ARGS);
-    let out = Command::new("redis-cli")
-        .args([
-            "--cluster",
-            "add-node",
-            &seed.addr(),
-            &format!("127.0.0.1:{base}"),
-        ])
-        .output()
-        .expect("redis-cli add-node");
-    assert!(
-        out.status.success(),
-        "add-node: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    redis_cli_cluster(&["add-node", &seed.addr(), &format!("127.0.0.1:{base}")]);
     cluster.wait_ok();
     let shard_ports = free_port_block(3);
     let mut agent = Agent::start(&cluster_agent_config(&[seed.addr()], shard_ports, 3, ""));
@@ -115,12 +83,7 @@ fn a_seed_that_leaves_cluster_mode_leaves_the_lanes_as_they_are() {
             last["state"] == "not_cluster"
         },
     );
-    let problems: Vec<String> = last["problems"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no problems array: {last}"))
-        .iter()
-        .map(|p| p.as_str().expect("a problem is a string").to_string())
-        .collect();
+    let problems = problems(&last);
     assert_eq!(problems.len(), 1, "one message: {problems:?}");
     let msg = &problems[0];
     assert!(

@@ -1,8 +1,7 @@
-//! The apply scenario's cluster target: `masters` Redis 7.0 masters without replicas on ports
-//! below the ephemeral range, slots split evenly (`CLUSTER ADDSLOTSRANGE`, distinct config
-//! epochs, `CLUSTER MEET`), and its own `redis-benchmark --cluster` write ceiling.
+//! The apply scenario's cluster target: `masters` Redis 7.0 masters without replicas (made
+//! by the cluster scenario's `redis-cli --cluster create`), and its own `redis-benchmark
+//! --cluster` write ceiling.
 
-use std::hash::{BuildHasher, Hasher};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,28 +16,6 @@ pub struct TargetCluster {
     pub nodes: Vec<Redis>,
 }
 
-/// `n` consecutive ports whose cluster bus ports (+10000) are free too, all below 32768.
-fn port_block(n: u16) -> Result<u16> {
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    for _ in 0..500 {
-        let r = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let base = 12_000 + (r % 10_000) as u16;
-        if (0..n).all(|i| free(base + i) && free(base + i + 10_000)) {
-            return Ok(base);
-        }
-    }
-    bail!("no block of {n} free cluster ports below 32768")
-}
-
-fn ok(port: u16, args: &[&str]) -> Result<()> {
-    match Client::connect(port)?.cmd(args)? {
-        Frame::Simple(s) if s == "OK" => Ok(()),
-        other => Err(anyhow!("{args:?} on {port} answered {other:?}")),
-    }
-}
-
 fn text(port: u16, args: &[&str]) -> Result<String> {
     match Client::connect(port)?.cmd(args)? {
         Frame::Bulk(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
@@ -49,51 +26,7 @@ fn text(port: u16, args: &[&str]) -> Result<String> {
 
 impl TargetCluster {
     pub fn start(env: &Env, masters: u16) -> Result<TargetCluster> {
-        let base = port_block(masters)?;
-        let mut nodes = Vec::new();
-        for i in 0..masters {
-            nodes.push(Redis::start_on(
-                env,
-                &format!("target-node{i}"),
-                base + i,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                ],
-            )?);
-        }
-        let per = 16384 / masters as usize;
-        for (i, n) in nodes.iter().enumerate() {
-            let first = i * per;
-            let last = if i + 1 == nodes.len() {
-                16383
-            } else {
-                first + per - 1
-            };
-            ok(
-                n.port,
-                &["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()],
-            )?;
-            ok(
-                n.port,
-                &[
-                    "CLUSTER",
-                    "ADDSLOTSRANGE",
-                    &first.to_string(),
-                    &last.to_string(),
-                ],
-            )?;
-        }
-        for n in &nodes[1..] {
-            ok(
-                nodes[0].port,
-                &["CLUSTER", "MEET", "127.0.0.1", &n.port.to_string()],
-            )?;
-        }
+        let nodes = crate::scenarios::cluster_setup::start_cluster(env, masters)?;
         let c = TargetCluster { nodes };
         let ready = || {
             c.nodes.iter().all(|n| {

@@ -237,7 +237,17 @@ fn flow_control(res: &mut Results, s: &ClusterSetup, mb: u64) -> Result<()> {
     let backlog = target.saturating_sub(offset(l1.far.port));
     let t0 = Instant::now();
     let p = KeyProber::start(l2.master, &l2.tag, l2.far.port, PROBE_EVERY)?;
+    // Where the trickle queues: the most its stream was behind at A's log, at B's log and at
+    // its far replica (bytes, sampled while lane 1 catches up).
+    let mut behind = [0u64; 3];
     let caught = wait_for(Duration::from_secs(600), Duration::from_millis(10), || {
+        let m = offset(l2.master);
+        let at_a = lane_head(s.site.admin, &l2.name).unwrap_or(0);
+        let at_b = lane_head(s.region.admin, &l2.name).unwrap_or(0);
+        let far = offset(l2.far.port);
+        for (k, (hi, lo)) in [(m, at_a), (m, at_b), (m, far)].into_iter().enumerate() {
+            behind[k] = behind[k].max(hi.saturating_sub(lo));
+        }
         offset(l1.far.port) >= target
     });
     let el = t0.elapsed();
@@ -263,6 +273,15 @@ fn flow_control(res: &mut Results, s: &ClusterSetup, mb: u64) -> Result<()> {
         "×",
         pct(&lags, 99.0) / pct(&idle, 99.0),
     );
+    for (k, at) in ["A's log", "B's log", "its far replica"].iter().enumerate() {
+        res.rec(
+            SC,
+            FLOW,
+            &format!("trickle lane: most behind its master at {at}"),
+            "KB",
+            behind[k] as f64 / 1e3,
+        );
+    }
     res.rec(
         SC,
         FLOW,
@@ -313,9 +332,11 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
     let value: usize = o.param("cluster.value", 1024)?;
     let n: u64 = o.param("cluster.sets", 300_000)?;
     let backlog_mb: u64 = o.param("cluster.backlog_mb", 500)?;
+    // `--set cluster.flow_only=1`: only the flow-control case (a quicker look at it).
+    let flow_only = o.param("cluster.flow_only", 0u8)? != 0;
     for run in 0..o.runs {
         eprintln!("cluster: run {}/{}", run + 1, o.runs);
-        {
+        if !flow_only {
             let s = Setup::start(env, Topo::Agents, "", None)?;
             let (a, b) = (s.a.as_ref().unwrap(), s.b.as_ref().unwrap());
             let u = Under {
@@ -347,7 +368,9 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
                     .all(|l| lane_head(s.site.admin, &l.name).is_ok_and(|h| h >= offset(l.master)))
             }),
         };
-        measure(res, &format!("cluster, {shards} lanes"), &u)?;
+        if !flow_only {
+            measure(res, &format!("cluster, {shards} lanes"), &u)?;
+        }
         drop(u);
         if shards >= 2 {
             flow_control(res, &s, backlog_mb)?;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use georelay::resp::Frame;
 
 use crate::client::Client;
 use crate::harness::now_ns;
+use crate::probe::read_messages;
 
 pub struct KeyProber {
     stop: Arc<AtomicBool>,
@@ -50,24 +50,12 @@ impl KeyProber {
         let dn = done.clone();
         let subscriber = std::thread::spawn(move || {
             let mut got = Vec::new();
-            while !dn.load(Ordering::Relaxed) {
-                match sub.read_frame() {
-                    Ok(Frame::Array(items)) => {
-                        let now = now_ns();
-                        let Some(Frame::Bulk(p)) = items.get(2) else {
-                            continue;
-                        };
-                        let s = String::from_utf8_lossy(p);
-                        let t = s.rsplit(':').next().and_then(|t| t.parse::<u128>().ok());
-                        if let Some(t) = t {
-                            got.push((t, now.saturating_sub(t) as f64 / 1e6));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) if crate::probe::is_timeout(&e) => {}
-                    Err(_) => break,
+            read_messages(&mut sub, &dn, |s, now| {
+                // The key is `<tag>lag:<seq>:<ns>`: the write time is its last part.
+                if let Some(t) = s.rsplit(':').next().and_then(|t| t.parse::<u128>().ok()) {
+                    got.push((t, now.saturating_sub(t) as f64 / 1e6));
                 }
-            }
+            });
             got
         });
         Ok(KeyProber {

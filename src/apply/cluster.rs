@@ -6,8 +6,8 @@
 //! connection is an error: the session restarts and reads the checkpoints again, so an
 //! answer that never came is settled by what the target holds, never guessed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -57,6 +57,12 @@ pub struct ClusterTarget {
     tls: bool,
     pub map: TargetMap,
     conns: HashMap<String, Conn>,
+    /// Masters written since the last [`ClusterTarget::settle`].
+    pub(super) dirty: BTreeSet<String>,
+    /// Per master: how many replicas it reports (`INFO replication`), and when it was asked;
+    /// 0 after a `WAIT` none acknowledged in time. Asked again after
+    /// [`super::cluster_wait::RECHECK`].
+    pub(super) replicas: BTreeMap<String, (usize, Instant)>,
 }
 
 impl ClusterTarget {
@@ -69,6 +75,8 @@ impl ClusterTarget {
             tls: dialer.tls.is_some(),
             map: TargetMap { owner: Vec::new() },
             conns: HashMap::new(),
+            dirty: BTreeSet::new(),
+            replicas: BTreeMap::new(),
         };
         t.refresh()?;
         Ok(t)
@@ -162,7 +170,7 @@ impl ClusterTarget {
     }
 
     /// Runs `f` on the connection to `addr`, dropping the connection when it fails.
-    fn on<T>(
+    pub(super) fn on<T>(
         &mut self,
         addr: &str,
         f: impl FnOnce(&mut Conn) -> Result<T, ApplyError>,
@@ -176,7 +184,7 @@ impl ClusterTarget {
 
     /// Drops the connections to `addrs`, which still owe replies: read later, they would be
     /// taken for the replies to other commands.
-    fn drop_owing<'a>(&mut self, addrs: impl Iterator<Item = &'a String>) {
+    pub(super) fn drop_owing<'a>(&mut self, addrs: impl Iterator<Item = &'a String>) {
         for a in addrs {
             self.conns.remove(a);
         }
@@ -197,6 +205,7 @@ impl ClusterTarget {
         let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_ref()).collect();
         let mut out = Vec::new();
         for m in self.map.masters() {
+            self.dirty.insert(m.clone());
             let f = self.on(&m, |c| c.call(&args))?;
             out.push((m, f));
         }
@@ -212,6 +221,7 @@ impl ClusterTarget {
                 None => self.owner(slot)?,
             };
             let asking = ask.is_some();
+            self.dirty.insert(addr.clone());
             let f = self.on(&addr, |c| {
                 if asking {
                     c.call(&[b"ASKING"])?;
@@ -346,6 +356,7 @@ impl ClusterTarget {
             // work on them at the same time.
             let mut sent = Vec::with_capacity(by_node.len());
             for (addr, list) in &by_node {
+                self.dirty.insert(addr.clone());
                 let (buf, bodies) = encode_txns(txns, list);
                 if let Err(e) = self.on(addr, |c| c.send(&buf)) {
                     self.drop_owing(sent.iter().map(|s: &(&String, _, _)| s.0));

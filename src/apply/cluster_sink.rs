@@ -32,7 +32,12 @@ pub(super) struct ClusterSink<'a> {
     floor: u64,
     /// Each slot's checkpoint as read at the start (0: none), raised as batches commit.
     applied: Vec<u64>,
+    /// When the last "unreplicated" warning was logged.
+    warned: Option<std::time::Instant>,
 }
+
+/// The shortest interval between two "unreplicated" warnings of a lane.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<'a> ClusterSink<'a> {
     pub fn connect(
@@ -55,17 +60,42 @@ impl<'a> ClusterSink<'a> {
             id,
             floor: 0,
             applied: vec![0; usize::from(SLOTS)],
+            warned: None,
         })
     }
 
+    /// Moves the lane floor: once a replica of every master written since the last move
+    /// has those writes (see [`ClusterTarget::settle`]), and replicated in its turn, so a
+    /// master lost in a failover can take neither applied commands nor a floor move with it.
     fn set_floor(&mut self, ckpt: &Checkpoint) -> Result<(), ApplyError> {
+        self.settle()?;
         let value = ckpt.encode();
         let args: &[&[u8]] = &[b"SET", &self.floor_key, value.as_bytes()];
         if let Frame::Error(e) = self.t.call_slot(self.floor_slot, args)? {
             return Err(conn::refusal(&e, args));
         }
+        self.settle()?;
         if let Checkpoint::Stream { offset, .. } = ckpt {
             self.floor = *offset;
+        }
+        Ok(())
+    }
+
+    /// [`ClusterTarget::settle`], counting and (at most every 10 s) logging masters whose
+    /// replicas did not acknowledge in time: their writes stand, unreplicated.
+    fn settle(&mut self) -> Result<(), ApplyError> {
+        let short = self.t.settle()?;
+        if short.is_empty() {
+            return Ok(());
+        }
+        self.count_error("unreplicated");
+        let now = std::time::Instant::now();
+        if self
+            .warned
+            .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
+        {
+            self.warned = Some(now);
+            tracing::warn!(lane = %self.ctx.lane, masters = %short.join(","), "apply: no replica of these target masters acknowledged the applied writes within {} ms (WAIT 1); going on — if such a master is lost before its replica catches up, those writes are lost with it", super::cluster_wait::WAIT_MS);
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod cluster;
 mod cluster_flush;
 mod cluster_sink;
+mod cluster_wait;
 pub mod conn;
 mod follow;
 pub mod keys;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::MetricsError;
 
 /// Every `reason` of `georelay_apply_errors_total`.
-pub const REASONS: [&str; 14] = [
+pub const REASONS: [&str; 15] = [
     "target_down",
     "readonly",
     "oom",
@@ -24,6 +24,7 @@ pub const REASONS: [&str; 14] = [
     "stopped",
     "module",
     "origin_migration",
+    "unreplicated",
 ];
 
 #[derive(Clone)]

@@ -12,6 +12,36 @@ use georelay::resp::Frame;
 
 use crate::support::{frame_text, http_get, wait_until, Client, Redis, ServerKind};
 
+mod status;
+#[allow(unused_imports)]
+pub use status::{cluster_row, problems};
+
+/// The arguments every cluster node is started with.
+pub const NODE_ARGS: [&str; 6] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "2000",
+];
+
+/// Runs `redis-cli --cluster <args>`; a failure fails the test with redis-cli's output.
+pub fn redis_cli_cluster(args: &[&str]) {
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli --cluster {}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub struct Cluster {
     pub nodes: Vec<Option<Redis>>,
     pub kind: ServerKind,
@@ -45,33 +75,16 @@ impl Cluster {
         };
         let mut nodes = Vec::new();
         for port in ports {
-            let mut args = vec![
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-            ];
+            let mut args = NODE_ARGS.to_vec();
             args.extend_from_slice(extra);
             nodes.push(Some(Redis::start_kind_on(kind, port, &args)));
         }
-        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-        for n in nodes.iter().flatten() {
-            args.push(n.addr());
-        }
-        args.extend(
-            ["--cluster-replicas", &replicas.to_string(), "--cluster-yes"].map(String::from),
-        );
-        let out = Command::new("redis-cli")
-            .args(&args)
-            .output()
-            .expect("redis-cli");
-        assert!(
-            out.status.success(),
-            "cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.addr()).collect();
+        let per_master = replicas.to_string();
+        let mut args: Vec<&str> = vec!["create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", &per_master, "--cluster-yes"]);
+        redis_cli_cluster(&args);
         let c = Cluster { nodes, kind };
         c.wait_ok();
         wait_until(
@@ -573,26 +586,17 @@ impl Cluster {
 
     /// Moves `slots` slots from master `from` to master `to` with `redis-cli --cluster reshard`.
     pub fn reshard(&self, from: u16, to: u16, slots: u32) {
-        let out = Command::new("redis-cli")
-            .args([
-                "--cluster",
-                "reshard",
-                &format!("127.0.0.1:{from}"),
-                "--cluster-from",
-                &self.id_of(from),
-                "--cluster-to",
-                &self.id_of(to),
-                "--cluster-slots",
-                &slots.to_string(),
-                "--cluster-yes",
-            ])
-            .output()
-            .expect("redis-cli reshard");
-        assert!(
-            out.status.success(),
-            "reshard: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        redis_cli_cluster(&[
+            "reshard",
+            &format!("127.0.0.1:{from}"),
+            "--cluster-from",
+            &self.id_of(from),
+            "--cluster-to",
+            &self.id_of(to),
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ]);
         self.wait_ok();
     }
 }
