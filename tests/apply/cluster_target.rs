@@ -181,20 +181,7 @@ pub fn assert_totals(target: &mut ClusterClient, t: &Totals, tag: &str) {
 pub fn small_cluster(kind: crate::support::ServerKind, masters: usize) -> Cluster {
     let base = crate::cluster_util::cluster_port_block(masters);
     let nodes: Vec<Redis> = (0..masters as u16)
-        .map(|i| {
-            Redis::start_kind_on(
-                kind,
-                base + i,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ],
-            )
-        })
+        .map(|i| Redis::start_kind_on(kind, base + i, &crate::cluster_util::NODE_ARGS))
         .collect();
     let per = 16384 / masters;
     for (i, n) in nodes.iter().enumerate() {
