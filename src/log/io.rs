@@ -168,30 +168,40 @@ impl Log {
 }
 
 /// Appends queued on the log's writer thread without waiting for each: the next frame is read
-/// from the network while the last one is written. At most `depth` appends are in flight;
-/// once one fails, the ones queued after it write nothing (each would land at the wrong
+/// from the network while the last one is written. At most `depth` appends, and `max_bytes`
+/// of data (always at least one append), are in flight; once one fails, the ones queued after it write nothing (each would land at the wrong
 /// offset), and the failure is what [`AppendPipe::drain`] or the next push returns.
 pub struct AppendPipe {
     log: Log,
     depth: usize,
+    max_bytes: usize,
+    /// Bytes of the appends in `pending`.
+    bytes: usize,
     failed: Arc<std::sync::atomic::AtomicBool>,
-    pending: std::collections::VecDeque<tokio::sync::oneshot::Receiver<Result<(), LogError>>>,
+    pending: std::collections::VecDeque<Pending>,
 }
 
+/// One queued append: its completion and its size.
+type Pending = (tokio::sync::oneshot::Receiver<Result<(), LogError>>, usize);
+
 impl AppendPipe {
-    pub fn new(log: &Log, depth: usize) -> AppendPipe {
+    pub fn new(log: &Log, depth: usize, max_bytes: usize) -> AppendPipe {
         AppendPipe {
             log: log.clone(),
             depth: depth.max(1),
+            max_bytes,
+            bytes: 0,
             failed: Arc::default(),
             pending: Default::default(),
         }
     }
 
-    /// Queues [`Log::append`] of `data`; waits only while `depth` appends are in flight.
+    /// Queues [`Log::append`] of `data`; waits only while more than `depth` appends or
+    /// `max_bytes` are in flight.
     pub async fn push(&mut self, data: Bytes, timestamp_us: u64) -> Result<(), LogError> {
         use std::sync::atomic::Ordering;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let len = data.len();
         let (log, failed) = (self.log.clone(), Arc::clone(&self.failed));
         self.log.shared.writer.submit(Box::new(move || {
             let r = if failed.load(Ordering::Acquire) {
@@ -205,18 +215,26 @@ impl AppendPipe {
             drop(log);
             let _ = tx.send(r);
         }))?;
-        self.pending.push_back(rx);
-        while self.pending.len() > self.depth {
+        self.pending.push_back((rx, len));
+        self.bytes += len;
+        while self.pending.len() > self.depth
+            || (self.bytes > self.max_bytes && self.pending.len() > 1)
+        {
             self.pop().await?;
         }
         Ok(())
     }
 
+    /// Waits for the oldest append; it stays queued if this wait is cancelled.
     async fn pop(&mut self) -> Result<(), LogError> {
-        match self.pending.pop_front() {
-            Some(rx) => rx.await.map_err(|_| LogError::Stopped)?,
-            None => Ok(()),
+        let Some((rx, _)) = self.pending.front_mut() else {
+            return Ok(());
+        };
+        let r = rx.await;
+        if let Some((_, len)) = self.pending.pop_front() {
+            self.bytes -= len;
         }
+        r.map_err(|_| LogError::Stopped)?
     }
 
     /// Waits until every queued append is written; the first failure, if any.
@@ -230,18 +248,16 @@ impl AppendPipe {
     /// Forgets the appends already written, from the oldest; the first failure, if any.
     pub fn reap(&mut self) -> Result<(), LogError> {
         use tokio::sync::oneshot::error::TryRecvError;
-        while let Some(rx) = self.pending.front_mut() {
-            match rx.try_recv() {
-                Ok(r) => {
-                    self.pending.pop_front();
-                    r?;
-                }
+        while let Some((rx, len)) = self.pending.front_mut() {
+            let len = *len;
+            let r = match rx.try_recv() {
+                Ok(r) => r,
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => {
-                    self.pending.pop_front();
-                    return Err(LogError::Stopped);
-                }
-            }
+                Err(TryRecvError::Closed) => Err(LogError::Stopped),
+            };
+            self.pending.pop_front();
+            self.bytes -= len;
+            r?;
         }
         Ok(())
     }

@@ -337,3 +337,69 @@ fn the_rotation_seal_runs_without_the_log_mutex() {
     let c = r.try_next(1 << 20).expect("read").expect("chunk");
     assert_eq!((c.offset, &c.data[..]), (4001, &[9u8; 1000][..]));
 }
+
+/// Whether `fut` is still pending after one poll.
+async fn pending_once(fut: impl std::future::Future) -> bool {
+    tokio::select! {
+        biased;
+        _ = fut => false,
+        _ = std::future::ready(()) => true,
+    }
+}
+
+#[tokio::test]
+async fn the_append_pipe_bounds_what_is_in_flight_by_count_and_by_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(cfg(dir.path())).expect("open");
+    log.start_epoch(snapshot(&log, A, 0)).expect("epoch");
+    // Hold the writer thread, so nothing queued behind this job completes.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let held = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.on_writer(move |_| {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            })
+            .await
+        }
+    });
+    started_rx.await.expect("writer held");
+    let kb = |b: u8| Bytes::from(vec![b; 1000]);
+    // By bytes: one append larger than the bound is queued at once, a second one waits.
+    let mut pipe = AppendPipe::new(&log, 100, 1500);
+    pipe.push(Bytes::from(vec![1u8; 2000]), 1)
+        .await
+        .expect("first push does not wait");
+    assert!(
+        pending_once(pipe.push(kb(2), 1)).await,
+        "a push beyond max_bytes waits for the writer"
+    );
+    assert_eq!(pipe.in_flight(), 2, "the waiting push was queued");
+    // By count: depth 2 holds two, a third waits.
+    let mut by_count = AppendPipe::new(&log, 2, usize::MAX);
+    by_count.push(kb(3), 1).await.expect("1 of 2");
+    by_count.push(kb(4), 1).await.expect("2 of 2");
+    assert!(pending_once(by_count.push(kb(5), 1)).await);
+    release_tx.send(()).expect("release the writer");
+    held.await.expect("join").expect("held job ran");
+    pipe.drain().await.expect("drain by bytes");
+    by_count.drain().await.expect("drain by count");
+    assert_eq!((pipe.in_flight(), by_count.in_flight()), (0, 0));
+    assert_eq!(
+        log.status().head,
+        2000 + 4 * 1000,
+        "every queued append written, once"
+    );
+    let mut r = log.reader(1).expect("reader");
+    let mut all = Vec::new();
+    while let Some(c) = r.try_next(1 << 20).expect("read") {
+        all.extend_from_slice(&c.data);
+    }
+    let firsts: Vec<u8> = [0, 2000, 3000, 4000, 5000]
+        .iter()
+        .map(|&i| all[i])
+        .collect();
+    assert_eq!(firsts, [1, 2, 3, 4, 5], "in the order pushed");
+}

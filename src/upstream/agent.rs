@@ -165,7 +165,7 @@ pub async fn fetch_lane_snapshot(
         .await
         .map_err(connect_err)?;
     let mut held = Held::default();
-    let mut pipe = AppendPipe::new(&ctx.log, APPENDS_IN_FLIGHT);
+    let mut pipe = AppendPipe::new(&ctx.log, APPENDS_IN_FLIGHT, APPEND_BYTES_IN_FLIGHT);
     let mut actions = Vec::new();
     let result = loop {
         let Some(frame) = reader.next().await.map_err(link_err)? else {
@@ -233,7 +233,7 @@ async fn drive(
     let (mut writer, mut reader) = client::open_lane(conn, &down.hello(&ctx.name, lane))
         .await
         .map_err(connect_err)?;
-    let mut pipe = AppendPipe::new(&ctx.log, APPENDS_IN_FLIGHT);
+    let mut pipe = AppendPipe::new(&ctx.log, APPENDS_IN_FLIGHT, APPEND_BYTES_IN_FLIGHT);
     let result = drive_frames(
         ctx,
         &mut reader,
@@ -290,8 +290,13 @@ async fn drive_frames(
     }
 }
 
-/// Log appends queued on the writer thread at once while the next frames are read.
-const APPENDS_IN_FLIGHT: usize = 4;
+/// Log appends queued on the writer thread at once while the next frames are read, by count
+/// and by bytes. Four frames (~600 KB of a backlog's 150 KB frames) left B's loop waiting on a
+/// full queue half of a relay while the writer thread was busy a third of it: the queue must
+/// cover the writer thread's wake-up and scheduling delays (docs/BENCHMARKS.md, sections 2–3).
+/// What is queued is held in memory on top of the stream window.
+const APPENDS_IN_FLIGHT: usize = 64;
+const APPEND_BYTES_IN_FLIGHT: usize = 4 << 20;
 
 /// Does what the machine asked, in order. Appends are queued on `pipe`; anything else that
 /// touches the log or the sync waits for them first. Returns the offset of a refreshed
