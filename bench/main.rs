@@ -63,6 +63,17 @@ fn main() -> Result<()> {
             georelay.display()
         );
     }
+    // One run at a time on this machine: two at once would share its 2 cores (and the default
+    // scratch directory, which each run clears), so both would measure each other.
+    let lock_path = std::env::temp_dir().join("georelay-bench.lock");
+    let lock = std::fs::File::create(&lock_path)?;
+    if lock.try_lock().is_err() {
+        eprintln!(
+            "another georelay-bench run holds {}: waiting for it to end",
+            lock_path.display()
+        );
+        lock.lock()?;
+    }
     let _ = std::fs::remove_dir_all(&o.work);
     std::fs::create_dir_all(&o.work)?;
     let pki = o.work.join("pki");

@@ -1,6 +1,7 @@
-//! Integration: faults on the agent's disk. A full disk (a real, small tmpfs) stops appends
-//! without losing or half-writing anything; the agent reports not-ready, keeps serving what it
-//! has, and resumes by itself when space returns. Needs root (CI runs as root) to mount tmpfs.
+//! Integration: faults on the agents' disks. A full disk (a real, small tmpfs, on the site or the
+//! region agent) stops appends without losing or half-writing anything; the agent reports
+//! not-ready, keeps serving what it has, and resumes by itself when space returns. Needs root
+//! (CI runs as root) to mount tmpfs.
 
 mod support;
 
@@ -9,7 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::load::write_sets;
-use support::{http_get, start_replica, wait_digests_equal, wait_until, Agent, Redis};
+use support::{
+    agent_config, free_udp_port, http_get, start_replica, wait_digests_equal, wait_until, Agent,
+    Pki, Redis,
+};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -174,4 +178,70 @@ fn a_failed_fsync_stops_the_agent_and_loses_no_acknowledged_byte() {
     assert!(head >= acked, "acknowledged {acked}, recovered only {head}");
     wait_digests_equal(&master, &[&replica], LONG);
     assert_eq!(agent.metric("georelay_upstream_full_syncs_total", &[]), 0.0);
+}
+
+/// The region agent's disk fills while it relays from the site agent: its link pauses (nothing
+/// half-written), it turns not-ready but keeps answering `/metrics` and serving its replica,
+/// and once space returns it resumes from its own head, with no new snapshot from A.
+#[test]
+fn a_full_disk_on_the_region_agent_pauses_the_link_and_resumes_partially() {
+    let disk = Tmpfs::mount("12m");
+    let pki = Pki::new(&["site-a", "region-b"]);
+    let master = Redis::start(&["--repl-backlog-size", "256mb"]);
+    let quic = free_udp_port();
+    let a = Agent::start(&agent_config(
+        &master.addr(),
+        &format!(
+            "agent = \"127.0.0.1:{quic}\"\n{}[log]\nsegment_bytes = \"1MiB\"\n",
+            pki.tls_section("site-a", None)
+        ),
+    ));
+    let b = Agent::start(&format!(
+        "name = \"region-b\"\ndata_dir = \"{}\"\n[upstream]\nagent = \"127.0.0.1:{quic}\"\n\
+         [listen]\nredis = \"127.0.0.1:{{redis_port}}\"\nadmin = \"127.0.0.1:{{admin_port}}\"\n{}\
+         [log]\nsegment_bytes = \"1MiB\"\nmax_bytes = \"1GiB\"\nsnapshot_after = \"1GiB\"\n",
+        disk.path.join("data").display(),
+        pki.tls_section("region-b", Some("site-a")),
+    ));
+    let replica = start_replica(&b.addr(), &[]);
+    write_sets(master.port, 2_000, 1024, "before");
+    wait_digests_equal(&master, &[&replica], LONG);
+    let syncs = b.metric("georelay_upstream_full_syncs_total", &[]);
+
+    // ~30 MB more than B's 12 MB disk holds; A's disk has room.
+    write_sets(master.port, 30_000, 1024, "fill");
+    wait_until(LONG, "B reports the full disk and turns not-ready", || {
+        b.log_text().contains("No space left on device")
+            && http_get(b.admin_port, "/readyz").is_some_and(|r| r.0 == 503)
+    });
+    assert_eq!(
+        http_get(b.admin_port, "/healthz").map(|r| r.0),
+        Some(200),
+        "B died on a full disk"
+    );
+    let held = b
+        .try_metric("georelay_log_head_offset", &[])
+        .expect("B answers /metrics on a full disk");
+    assert!(
+        held < a.metric("georelay_log_head_offset", &[]),
+        "B's disk never filled: it holds everything A has"
+    );
+    wait_until(LONG, "B's replica is served everything B holds", || {
+        b.try_metric("georelay_replica_ack_offset", &[])
+            .is_ok_and(|v| v >= held - 300_000.0)
+    });
+
+    disk.resize("256m");
+    wait_until(LONG, "B is ready again once space returns", || {
+        http_get(b.admin_port, "/readyz").is_some_and(|r| r.0 == 200)
+    });
+    wait_digests_equal(&master, &[&replica], LONG);
+    assert_eq!(
+        b.metric("georelay_upstream_full_syncs_total", &[]),
+        syncs,
+        "the full disk cost B a new snapshot"
+    );
+    assert_eq!(b.metric("georelay_log_corruptions_total", &[]), 0.0);
+    assert_eq!(a.metric("georelay_upstream_full_syncs_total", &[]), 1.0);
+    assert_eq!(master.info_field("stats", "sync_full"), "1");
 }
