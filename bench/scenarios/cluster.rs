@@ -223,7 +223,7 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
     let flow_only = o.param("cluster.flow_only", 0u8)? != 0;
     let series: String = o.param("cluster.flow_series", String::new())?;
     let fo = FlowOpts {
-        diag: o.param("cluster.flow_diag", 1u8)? != 0,
+        diag: o.param("cluster.flow_diag", 0u8)? != 0,
         ctl: o.param("cluster.flow_ctl", 0u8)? != 0,
         nice_far: match o.param("cluster.flow_nice_far", 0i32)? {
             0 => None,
