@@ -1,7 +1,8 @@
 //! The cluster options, end to end against a real Redis 7.0 cluster (3 masters, 1 replica
 //! each): `upstream.read_from = "replica"` (each lane replicates from its shard's replica; the
 //! masters serve no agent) and `upstream.lanes = "i/n"` (two site agents, 0/2 and 1/2, split
-//! the lanes; between them every shard is carried exactly once). Per lane, the region copy on
+//! the lanes; between them every shard is carried exactly once; restarted without the part,
+//! one agent follows every lane, its own on the ports they had). Per lane, the region copy on
 //! the lane's shard port equals the shard's master key by key.
 
 mod cluster_util;
@@ -214,4 +215,46 @@ fn two_agents_split_the_lanes_with_upstream_lanes() {
         .map(|(n, r)| (n.clone(), r.port))
         .collect();
     lanes_equal_their_sources(&sources, &copy_ports, &acked);
+
+    // The cluster is handed back to one agent: agent 1 stops, and agent 0 restarts without
+    // `upstream.lanes`. It follows every lane now, its own on the ports they had.
+    let kept: Vec<(String, u64)> = rows[0]
+        .iter()
+        .map(|l| (field_str(l, "name"), field_u64(l, "replica_port")))
+        .collect();
+    agents[1].terminate();
+    let a0 = &mut agents[0];
+    a0.terminate();
+    let cfg = std::fs::read_to_string(&a0.config_path).expect("agent 0's config");
+    assert!(cfg.contains("lanes = \"0/2\"\n"), "{cfg}");
+    std::fs::write(&a0.config_path, cfg.replace("lanes = \"0/2\"\n", "")).expect("rewrite");
+    a0.restart();
+    let all = streaming(a0, 3);
+    for (name, port) in &kept {
+        assert!(
+            all.iter()
+                .any(|l| field_str(l, "name") == *name && field_u64(l, "replica_port") == *port),
+            "lane {name} kept port {port}: {all:?}"
+        );
+    }
+    // (Node ids are random: agent 0 may have had every lane already, and then none moves.)
+    let log = a0.log_text();
+    assert_eq!(
+        log.matches("this agent follows lane").count(),
+        3 - kept.len(),
+        "one message per lane handed over:\n{log}"
+    );
+    let sources: Vec<(String, u16)> = masters
+        .iter()
+        .filter_map(|m| lane_by_master(a0.admin_port, *m).map(|l| (field_str(&l, "name"), *m)))
+        .collect();
+    assert_eq!(sources.len(), 3, "a lane per master: {sources:?}");
+    let copies = copies(&all);
+    let writer = Writer::start(cluster.live().map(|n| n.port).collect());
+    writer.advance(300);
+    let acked2 = writer.finish();
+    let copy_ports: Vec<(String, u16)> = copies.iter().map(|(n, r)| (n.clone(), r.port)).collect();
+    let mut every: BTreeSet<String> = acked;
+    every.extend(acked2);
+    lanes_equal_their_sources(&sources, &copy_ports, &every);
 }

@@ -7,20 +7,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
+use super::cluster_flow::{flow_control, FlowOpts, FLOW};
 use super::cluster_probe::{sorted_lags, KeyProber};
-use super::cluster_setup::{cluster_benchmark, lane_head, shard_benchmark, ClusterSetup};
+use super::cluster_setup::{cluster_benchmark, lane_head, ClusterSetup};
 use super::{Ctx, Scenario};
 use crate::client::Client;
 use crate::harness::{cpu_secs, vm_mib, wait_for};
-use crate::load::{redis_benchmark, sets_for_mb};
+use crate::load::redis_benchmark;
 use crate::report::fmt;
-use crate::results::{pct, rec_lag, Results, Target};
+use crate::results::{rec_lag, Results, Target};
 use crate::servers::{info_field, offset};
 use crate::topo::{Setup, Topo};
 use crate::{GB, MB};
 
-const SC: &str = "cluster";
-const PROBE_EVERY: Duration = Duration::from_millis(5);
+pub(super) const SC: &str = "cluster";
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(5);
 
 /// What one case measures under load: the lanes (master, hash tag, far replica) and the agents.
 struct Under<'a> {
@@ -34,7 +35,7 @@ struct Under<'a> {
     ingested: Box<dyn Fn() -> bool + 'a>,
 }
 
-fn load1() -> f64 {
+pub(super) fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
@@ -212,120 +213,6 @@ fn measure(res: &mut Results, case: &str, u: &Under<'_>) -> Result<()> {
     Ok(())
 }
 
-const FLOW: &str = "flow control: one lane catching up, one lane with a trickle";
-
-/// Lane 1 gets a `mb` MB backlog while agent B is stopped (SIGSTOP: its replicas and the QUIC
-/// connection stay); on SIGCONT, lane 2's probe (a write every 5 ms, the trickle) runs until
-/// lane 1's far replica has caught up. Its lag p99 then vs its idle p99 just before.
-fn flow_control(res: &mut Results, s: &ClusterSetup, mb: u64) -> Result<()> {
-    let (l1, l2) = (&s.lanes[0], &s.lanes[1]);
-    let p = KeyProber::start(l2.master, &l2.tag, l2.far.port, PROBE_EVERY)?;
-    std::thread::sleep(Duration::from_millis(3000));
-    let (idle, _) = p.finish(Duration::from_millis(300))?;
-    let idle = sorted_lags(&idle);
-    s.region.proc.signal("STOP");
-    let t_stop = Instant::now();
-    let wrote = shard_benchmark(l1.master, &l1.tag, 1024, sets_for_mb(mb, 1024));
-    let target = offset(l1.master);
-    let ingested = wait_for(Duration::from_secs(300), Duration::from_millis(20), || {
-        lane_head(s.site.admin, &l1.name).is_ok_and(|h| h >= target)
-    });
-    let stopped = t_stop.elapsed();
-    s.region.proc.signal("CONT");
-    wrote?;
-    ingested.ok_or_else(|| anyhow!("the site never ingested lane 1's backlog"))?;
-    let backlog = target.saturating_sub(offset(l1.far.port));
-    let t0 = Instant::now();
-    let p = KeyProber::start(l2.master, &l2.tag, l2.far.port, PROBE_EVERY)?;
-    // Where the trickle queues: the most its stream was behind at A's log, at B's log and at
-    // its far replica (bytes, sampled while lane 1 catches up).
-    let mut behind = [0u64; 3];
-    let caught = wait_for(Duration::from_secs(600), Duration::from_millis(10), || {
-        let m = offset(l2.master);
-        let at_a = lane_head(s.site.admin, &l2.name).unwrap_or(0);
-        let at_b = lane_head(s.region.admin, &l2.name).unwrap_or(0);
-        let far = offset(l2.far.port);
-        for (k, (hi, lo)) in [(m, at_a), (m, at_b), (m, far)].into_iter().enumerate() {
-            behind[k] = behind[k].max(hi.saturating_sub(lo));
-        }
-        offset(l1.far.port) >= target
-    });
-    let el = t0.elapsed();
-    let caught_ns = crate::harness::now_ns();
-    let (during, missing) = p.finish(Duration::from_millis(500))?;
-    caught.ok_or_else(|| anyhow!("lane 1's far replica never caught up"))?;
-    // Only the probes written while lane 1 was still catching up.
-    let during: Vec<_> = during.into_iter().filter(|s| s.0 <= caught_ns).collect();
-    let lags = sorted_lags(&during);
-    rec_lag(res, SC, FLOW, "trickle lane: idle", &idle);
-    rec_lag(res, SC, FLOW, "trickle lane: during the catch-up", &lags);
-    res.rec(
-        SC,
-        FLOW,
-        "trickle lane: probes during the catch-up",
-        "n",
-        lags.len() as f64,
-    );
-    res.rec(
-        SC,
-        FLOW,
-        "trickle lane: p99 during the catch-up / idle p99",
-        "×",
-        pct(&lags, 99.0) / pct(&idle, 99.0),
-    );
-    for (k, at) in ["A's log", "B's log", "its far replica"].iter().enumerate() {
-        res.rec(
-            SC,
-            FLOW,
-            &format!("trickle lane: most behind its master at {at}"),
-            "KB",
-            behind[k] as f64 / 1e3,
-        );
-    }
-    res.rec(
-        SC,
-        FLOW,
-        "catching-up lane: backlog",
-        "MB",
-        backlog as f64 / MB,
-    );
-    res.rec(
-        SC,
-        FLOW,
-        "catching-up lane: caught up after",
-        "s",
-        el.as_secs_f64(),
-    );
-    res.rec(
-        SC,
-        FLOW,
-        "catching-up lane: rate",
-        "MB/s",
-        backlog as f64 / el.as_secs_f64() / MB,
-    );
-    res.rec(
-        SC,
-        FLOW,
-        "agent B stopped while the backlog was written",
-        "s",
-        stopped.as_secs_f64(),
-    );
-    res.rec(
-        SC,
-        FLOW,
-        "load average (1 min) after the catch-up",
-        "",
-        load1(),
-    );
-    if missing > 0 {
-        res.note(
-            SC,
-            format!("flow control: {missing} trickle probes did not arrive in time"),
-        );
-    }
-    Ok(())
-}
-
 fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
     let (env, o) = (cx.env, cx.opts);
     let shards: u16 = o.param("cluster.shards", 3)?;
@@ -334,6 +221,16 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
     let backlog_mb: u64 = o.param("cluster.backlog_mb", 500)?;
     // `--set cluster.flow_only=1`: only the flow-control case (a quicker look at it).
     let flow_only = o.param("cluster.flow_only", 0u8)? != 0;
+    let series: String = o.param("cluster.flow_series", String::new())?;
+    let fo = FlowOpts {
+        diag: o.param("cluster.flow_diag", 0u8)? != 0,
+        ctl: o.param("cluster.flow_ctl", 0u8)? != 0,
+        nice_far: match o.param("cluster.flow_nice_far", 0i32)? {
+            0 => None,
+            n => Some(n),
+        },
+        series: (!series.is_empty()).then_some(series),
+    };
     for run in 0..o.runs {
         eprintln!("cluster: run {}/{}", run + 1, o.runs);
         if !flow_only {
@@ -373,7 +270,7 @@ fn run(cx: &Ctx<'_>, res: &mut Results) -> Result<()> {
         }
         drop(u);
         if shards >= 2 {
-            flow_control(res, &s, backlog_mb)?;
+            flow_control(res, &s, backlog_mb, &fo)?;
         }
         // The far replicas hold every lane's keys (a cheap sanity check of the relay).
         for l in &s.lanes {
@@ -415,7 +312,7 @@ fn targets(res: &Results) -> Vec<Target> {
 pub const SCENARIO: Scenario = Scenario {
     name: "cluster",
     title: "12. Cluster lanes",
-    how: "A real Redis 7.0 cluster of 3 masters (`cluster-enabled yes`, `redis-cli --cluster create`), a cluster-mode site agent A (one lane per shard), a cluster-mode region agent B over one QUIC connection (one stream per lane), and one standalone far replica per region shard port; next to it, in the same run, one standalone master → A → B → replica. Load: `redis-benchmark --cluster -t set -d 1024 -P 16 -c 50 -r 100000` (standalone: the same without `--cluster`), `--set cluster.sets=300000` SETs. Relay rate = origin bytes (all lanes) / time from load start until every far replica reached its master's offset (redis-benchmark bound: the relay keeps up); the relay ceiling = the same load written while B is SIGSTOPped, then the time from SIGCONT until every far replica caught up (every lane at once). Lag per lane = a key write (`HSET {tag}lag:<seq>:<ns>` on the shard's master; PUBLISH goes over the cluster bus, not the stream) → its keyspace event at the far replica, one every 5 ms. Flow control: B is SIGSTOPped, `--set cluster.backlog_mb=500` MB of SETs go to lane 1's shard, B is SIGCONTed, and lane 2's probe runs until lane 1's far replica has caught up; its p99 is compared with its idle p99 measured just before.",
+    how: "A real Redis 7.0 cluster of 3 masters (`cluster-enabled yes`, `redis-cli --cluster create`), a cluster-mode site agent A (one lane per shard), a cluster-mode region agent B over one QUIC connection (one stream per lane), and one standalone far replica per region shard port; next to it, in the same run, one standalone master → A → B → replica. Load: `redis-benchmark --cluster -t set -d 1024 -P 16 -c 50 -r 100000` (standalone: the same without `--cluster`), `--set cluster.sets=300000` SETs. Relay rate = origin bytes (all lanes) / time from load start until every far replica reached its master's offset (redis-benchmark bound: the relay keeps up); the relay ceiling = the same load written while B is SIGSTOPped, then the time from SIGCONT until every far replica caught up (every lane at once). Lag per lane = a key write (`HSET {tag}lag:<seq>:<ns>` on the shard's master; PUBLISH goes over the cluster bus, not the stream) → its keyspace event at the far replica, one every 5 ms. Flow control: B is SIGSTOPped, `--set cluster.backlog_mb=500` MB of SETs go to lane 1's shard, B is SIGCONTed, and lane 2's probe runs until lane 1's far replica has caught up; its p99 is compared with its idle p99 measured just before, both windows run the same 10 ms polling loop (an INFO on lane 1's far replica). The \"during the catch-up\" CPU rows are per process from SIGCONT until lane 1's far replica caught up. Diagnostics, off by default: `--set cluster.flow_diag=1` also samples, every 10 ms in both windows, how far the trickle is behind its master at A's log, B's log and its far replica (both agents' `/status` and three INFOs: this load itself raises the tail); `--set cluster.flow_ctl=1` adds a control probe that crosses no agent (a write on lane 3's master read back on that master); `--set cluster.flow_series=PATH` appends every probe (write time since the window's start, lag) and the agents' logs to PATH; `--set cluster.flow_nice_far=N` renices lane 1's far replica before SIGCONT (an experiment: as if it had its own host).",
     run,
     targets,
 };

@@ -19,6 +19,7 @@ mod apply;
 mod catchup;
 mod ceiling;
 mod cluster;
+mod cluster_flow;
 mod cluster_probe;
 mod cluster_setup;
 mod fullsync;

@@ -90,6 +90,27 @@ impl Registry {
             .map_err(io)
     }
 
+    /// Applies `part` (`upstream.lanes`, read at start) to the lanes of an earlier run, so a
+    /// changed `i/n` hands lanes over between agents: a lane that is now this agent's is
+    /// followed (with the next free port if it never had one), and one that is now another
+    /// agent's is not (its log and its port stay, for the day it comes back). Returns the
+    /// lanes whose `taken` changed. Pure.
+    pub fn repartition(&mut self, part: Option<LanePart>, ports: PortRange) -> Vec<usize> {
+        let mut changed = Vec::new();
+        for i in 0..self.lanes.len() {
+            let taken = part.is_none_or(|p| p.takes(&self.lanes[i].name));
+            if self.lanes[i].retired || taken == self.lanes[i].taken {
+                continue;
+            }
+            if taken && self.lanes[i].port.is_none() {
+                self.lanes[i].port = self.next_port(ports);
+            }
+            self.lanes[i].taken = taken;
+            changed.push(i);
+        }
+        changed
+    }
+
     fn next_port(&self, range: PortRange) -> Option<u16> {
         let used = self.lanes.iter().filter(|l| l.port.is_some()).count();
         u16::try_from(used)

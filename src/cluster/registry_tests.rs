@@ -212,3 +212,40 @@ fn registry_round_trips_on_disk() {
     let e = Registry::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("is not valid"), "{e}");
 }
+
+#[test]
+fn a_changed_part_hands_lanes_over_and_keeps_ports() {
+    // One agent took every lane (no part); then the cluster is split between two agents.
+    let mut a = Registry::default();
+    assign(&mut a, &three(), &HashMap::new(), None, PORTS);
+    let ports: Vec<_> = a.lanes.iter().map(|l| l.port).collect();
+    let half = |i| Some(LanePart { i, n: 2 });
+    let changed = a.repartition(half(0), PORTS);
+    let mut b = Registry::default();
+    assign(&mut b, &three(), &HashMap::new(), half(1), PORTS);
+    for (l, port) in ports.iter().enumerate() {
+        assert_ne!(a.lanes[l].taken, b.lanes[l].taken, "lane {l} has one taker");
+        assert_eq!(changed.contains(&l), !a.lanes[l].taken);
+        assert_eq!(a.lanes[l].port, *port, "lane {l} keeps its port");
+    }
+    assert!(
+        !changed.is_empty() && changed.len() < 3,
+        "the hash splits three()"
+    );
+    // Back to one agent: every lane is followed again, on the port it always had.
+    a.repartition(None, PORTS);
+    assert!(a.lanes.iter().all(|l| l.taken));
+    assert_eq!(a.lanes.iter().map(|l| l.port).collect::<Vec<_>>(), ports);
+    // A lane first seen as another agent's gets the next free port once it is this one's.
+    let free = b
+        .lanes
+        .iter()
+        .position(|l| !l.taken)
+        .expect("b leaves a lane to a");
+    b.repartition(None, PORTS);
+    assert!(b.lanes[free].port.is_some());
+    let mut used: Vec<_> = b.lanes.iter().filter_map(|l| l.port).collect();
+    used.sort_unstable();
+    used.dedup();
+    assert_eq!(used.len(), 3, "ports stay distinct: {used:?}");
+}

@@ -3,7 +3,7 @@
 //! shard's new master after a failover, publishes the slot map, and retires lanes that left.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,6 +160,7 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
     let mut reg = tokio::task::spawn_blocking(move || Registry::load(&d))
         .await
         .unwrap_or_else(|_| Ok(Registry::default()))?;
+    repartition(&mut reg, &cl, ports, &dir).await;
     let tls = ctx
         .cfg
         .upstream_tls
@@ -196,12 +197,7 @@ pub async fn run(ctx: ClusterCtx, mut shutdown: watch::Receiver<bool>) -> Result
                 let before = reg.clone();
                 let problems = apply(&ctx, &cl, ports, &mut reg, &d).await;
                 if reg != before {
-                    let (r, d) = (reg.clone(), dir.clone());
-                    match tokio::task::spawn_blocking(move || r.save(&d)).await {
-                        Ok(Err(e)) => tracing::error!("{e}"),
-                        Err(e) => tracing::error!("saving the lane registry: {e}"),
-                        Ok(Ok(())) => {}
-                    }
+                    save(&reg, &dir).await;
                 }
                 ClusterRow {
                     state: if d.state_ok { "ok" } else { "fail" }.into(),
@@ -258,6 +254,38 @@ fn update_health(ctx: &ClusterCtx) {
     let writable = lanes.iter().all(|l| l.health.log_writable.load(Relaxed));
     ctx.health.upstream_up.store(up, Relaxed);
     ctx.health.log_writable.store(writable, Relaxed);
+}
+
+/// Applies a changed `upstream.lanes` to the lanes of an earlier run (and saves the registry),
+/// logging each lane handed over.
+async fn repartition(reg: &mut Registry, cl: &ClusterSettings, ports: PortRange, dir: &Path) {
+    let changed = reg.repartition(cl.lanes, ports);
+    if changed.is_empty() {
+        return;
+    }
+    let part = cl
+        .lanes
+        .map_or_else(|| "all lanes".to_string(), |p| format!("{}/{}", p.i, p.n));
+    for &li in &changed {
+        let l = &reg.lanes[li];
+        if l.taken {
+            tracing::info!(lane = %l.name, "upstream.lanes is now {part}: this agent follows lane {} ({})", l.name, l.alias);
+        } else {
+            tracing::warn!(lane = %l.name, "upstream.lanes is now {part}: lane {} ({}) is another agent's now; this agent no longer follows it (its log stays)", l.name, l.alias);
+        }
+    }
+    save(reg, dir).await;
+}
+
+/// Saves the lane registry off the tokio workers; a failure is logged (the next change
+/// saves it again).
+async fn save(reg: &Registry, dir: &Path) {
+    let (r, d) = (reg.clone(), dir.to_path_buf());
+    match tokio::task::spawn_blocking(move || r.save(&d)).await {
+        Ok(Err(e)) => tracing::error!("{e}"),
+        Err(e) => tracing::error!("saving the lane registry: {e}"),
+        Ok(Ok(())) => {}
+    }
 }
 
 /// Starts the lanes this agent takes and does not run yet (new ones, or every lane of the
