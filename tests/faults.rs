@@ -210,6 +210,7 @@ fn a_full_disk_on_the_region_agent_pauses_the_link_and_resumes_partially() {
 
     // ~30 MB more than B's 12 MB disk holds; A's disk has room.
     write_sets(master.port, 30_000, 1024, "fill");
+    let full = std::time::Instant::now();
     wait_until(LONG, "B reports the full disk and turns not-ready", || {
         b.log_text().contains("No space left on device")
             && http_get(b.admin_port, "/readyz").is_some_and(|r| r.0 == 503)
@@ -231,6 +232,17 @@ fn a_full_disk_on_the_region_agent_pauses_the_link_and_resumes_partially() {
             .is_ok_and(|v| v >= held - 300_000.0)
     });
 
+    // One message per retry, and a retry every 5 s (not one a few times a second).
+    let errors = b
+        .log_text()
+        .matches("cannot write the replication log")
+        .count();
+    let limit = full.elapsed().as_secs() as usize / 4 + 2;
+    assert!(
+        (1..=limit).contains(&errors),
+        "{errors} log-write errors in {:?} on a full disk",
+        full.elapsed()
+    );
     disk.resize("256m");
     wait_until(LONG, "B is ready again once space returns", || {
         http_get(b.admin_port, "/readyz").is_some_and(|r| r.0 == 200)

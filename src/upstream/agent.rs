@@ -35,6 +35,9 @@ pub struct AgentUpstreamCtx {
     pub health: Arc<Health>,
 }
 
+/// The pause before retrying after a failed log write.
+const LOG_RETRY: Duration = Duration::from_secs(5);
+
 /// Runs the standalone link until shutdown, reconnecting with jittered backoff; an outage is
 /// just a longer pause before the next partial resume.
 pub async fn run(ctx: AgentUpstreamCtx, shutdown: watch::Receiver<bool>) {
@@ -75,19 +78,30 @@ pub async fn run_lane(
         if streamed {
             failures = 0;
         }
+        // A log that cannot be written (a full disk) is retried every 5 s, as the Redis
+        // upstream does: the resume itself succeeds, so the backoff below would restart at
+        // ~200 ms and log the same error several times a second.
+        let mut log_failed = false;
         match result {
             Ok(()) => tracing::info!(upstream = %ctx.addr, "upstream agent closed the link"),
             Err(UpstreamError::Log(e)) => {
                 ctx.health.log_writable.store(false, Ordering::Relaxed);
-                tracing::error!("cannot write the replication log: {e}; link paused");
+                tracing::error!(
+                    "cannot write the replication log: {e}; link paused, retrying in 5s"
+                );
+                log_failed = true;
             }
             Err(e) => tracing::warn!(upstream = %ctx.addr, "agent link lost: {e}"),
         }
         failures = failures.saturating_add(1);
-        let base = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
-        let jitter = rand::rng().random_range(0.5..1.5);
+        let pause = if log_failed {
+            LOG_RETRY
+        } else {
+            let base = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+            base.mul_f64(rand::rng().random_range(0.5..1.5))
+        };
         tokio::select! {
-            _ = tokio::time::sleep(base.mul_f64(jitter)) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => break,
         }
     }
