@@ -169,8 +169,9 @@ impl Log {
 
 /// Appends queued on the log's writer thread without waiting for each: the next frame is read
 /// from the network while the last one is written. At most `depth` appends, and `max_bytes`
-/// of data (always at least one append), are in flight; once one fails, the ones queued after it write nothing (each would land at the wrong
-/// offset), and the failure is what [`AppendPipe::drain`] or the next push returns.
+/// of data (always at least one append), are in flight; once one fails, the ones queued after
+/// it write nothing (each would land at the wrong offset), and the failure is what
+/// [`AppendPipe::drain`] or the next push returns.
 pub struct AppendPipe {
     log: Log,
     depth: usize,
