@@ -67,17 +67,9 @@ fn config_on(data_dir: &Path, master: &Redis) -> String {
     )
 }
 
-#[test]
-fn a_full_disk_pauses_appends_and_resumes_when_space_returns() {
-    let disk = Tmpfs::mount("12m");
-    let master = Redis::start(&["--repl-backlog-size", "256mb"]);
-    let agent = Agent::start(&config_on(&disk.path.join("data"), &master));
-    let replica = start_replica(&agent.addr(), &[]);
-    write_sets(master.port, 2_000, 1024, "before");
-    wait_digests_equal(&master, &[&replica], LONG);
-
-    // ~30 MB more than the 12 MB disk holds.
-    write_sets(master.port, 30_000, 1024, "fill");
+/// Waits until `agent` reports its full disk (the log says so, `/readyz` answers 503), and
+/// checks that it is still alive (`/healthz` 200).
+fn wait_reports_full_disk(agent: &Agent) {
     wait_until(
         LONG,
         "the agent reports the full disk and turns not-ready",
@@ -91,6 +83,20 @@ fn a_full_disk_pauses_appends_and_resumes_when_space_returns() {
         Some(200),
         "the agent died on a full disk"
     );
+}
+
+#[test]
+fn a_full_disk_pauses_appends_and_resumes_when_space_returns() {
+    let disk = Tmpfs::mount("12m");
+    let master = Redis::start(&["--repl-backlog-size", "256mb"]);
+    let agent = Agent::start(&config_on(&disk.path.join("data"), &master));
+    let replica = start_replica(&agent.addr(), &[]);
+    write_sets(master.port, 2_000, 1024, "before");
+    wait_digests_equal(&master, &[&replica], LONG);
+
+    // ~30 MB more than the 12 MB disk holds.
+    write_sets(master.port, 30_000, 1024, "fill");
+    wait_reports_full_disk(&agent);
     let held = agent.metric("georelay_log_head_offset", &[]);
     // It keeps serving what it has: the replica reaches the agent's head, up to the command
     // the full disk cut in two (a replica acknowledges whole commands only; one read chunk).
@@ -211,15 +217,7 @@ fn a_full_disk_on_the_region_agent_pauses_the_link_and_resumes_partially() {
     // ~30 MB more than B's 12 MB disk holds; A's disk has room.
     write_sets(master.port, 30_000, 1024, "fill");
     let full = std::time::Instant::now();
-    wait_until(LONG, "B reports the full disk and turns not-ready", || {
-        b.log_text().contains("No space left on device")
-            && http_get(b.admin_port, "/readyz").is_some_and(|r| r.0 == 503)
-    });
-    assert_eq!(
-        http_get(b.admin_port, "/healthz").map(|r| r.0),
-        Some(200),
-        "B died on a full disk"
-    );
+    wait_reports_full_disk(&b);
     let held = b
         .try_metric("georelay_log_head_offset", &[])
         .expect("B answers /metrics on a full disk");
